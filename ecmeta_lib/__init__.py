@@ -1,0 +1,32 @@
+"""ecmeta: adaptive edge-AI service management with digital twins and PEARL meta-RL."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+
+from .conditions import (
+    CONDITION_NAMES,
+    DT_NAMES,
+    TEST_NAMES,
+    Condition,
+    TaskSet,
+    make_task_set,
+    upgrade_condition,
+)
+from .config import ConditionConfig, EnvConfig, SystemConfig
+from .env import ENV_ID, EdgeCloudEnv
+from .knapsack import solve_p2
+from .slot import OptionTable, SlotOutcome, option_table, run_slot
+from .system import System, UserState
+
+__version__ = "0.1.0"
+
+if ENV_ID not in gym.registry:
+    gym.register(id=ENV_ID, entry_point="ecmeta_lib.env:EdgeCloudEnv")
+
+__all__ = [
+    "CONDITION_NAMES", "DT_NAMES", "TEST_NAMES", "ENV_ID", "Condition", "ConditionConfig",
+    "EdgeCloudEnv", "EnvConfig", "OptionTable", "SlotOutcome", "System", "SystemConfig",
+    "TaskSet", "UserState", "make_task_set", "option_table", "run_slot", "solve_p2",
+    "upgrade_condition",
+]
