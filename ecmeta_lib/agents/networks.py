@@ -1,0 +1,196 @@
+"""Actor and critic networks for the multi-user discrete action space.
+
+The action of one slot is, for every user, three categorical sub-actions (heads): pre-processing
+DS (|M| choices), task allocation TA (|H|+1 choices: local or an edge server) and model selection
+MS (|F| choices). Networks see it as per-user concatenated one-hots of width ``sum(heads)``; when
+the actor is differentiated the one-hots are replaced by the actor's probabilities (paper eqs.
+26-27).
+
+Two architectures share one interface:
+
+* ``flat`` (the paper's profile): plain MLPs over the flat observation (and action, latent z).
+* ``structured`` (ours): one network shared by all users, applied to
+  ``[user features, learned user embedding, user action one-hot, z, mean over users]`` whose
+  per-user outputs are averaged (critic) or read as that user's logits (actor). The reward is minus
+  a mean over users, so a mean of per-user values matches its shape; the mean-pooled features (which
+  include the pooled action, i.e. the load put on every edge server) carry the coupling between
+  users through the servers' capacities.
+
+Inputs: ``obs`` (B, U*D), ``action`` (B, U, A) one-hots or probabilities, ``z`` (B, L) or None.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    """Shapes of the environment: users, per-user observation width and the sub-action heads."""
+
+    n_users: int
+    obs_per_user: int
+    heads: tuple[int, ...]
+    """Choices of each per-user sub-action, in action order: (|M|, |H|+1, |F|)."""
+
+    @property
+    def action_width(self) -> int:
+        """Width of one user's concatenated one-hots."""
+        return int(sum(self.heads))
+
+    @property
+    def obs_dim(self) -> int:
+        return self.n_users * self.obs_per_user
+
+    @property
+    def max_entropy(self) -> float:
+        """Entropy (nats) of the uniform policy, summed over users and heads."""
+        import math
+        return float(self.n_users * sum(math.log(h) for h in self.heads))
+
+    @classmethod
+    def from_env(cls, env) -> ActionSpec:
+        """Read the spec from an `EdgeCloudEnv` (or its Gymnasium wrapper)."""
+        env = env.unwrapped
+        nvec = env.action_space.nvec.reshape(-1, 3)
+        u = nvec.shape[0]
+        return cls(n_users=int(u), obs_per_user=int(env.observation_space.shape[0] // u),
+                   heads=tuple(int(x) for x in nvec[0]))
+
+
+def mlp(in_dim: int, hidden: int, n_layers: int, out_dim: int) -> nn.Sequential:
+    """``n_layers`` hidden Linear+ReLU layers of width ``hidden``, then a linear output."""
+    layers: list[nn.Module] = []
+    d = in_dim
+    for _ in range(n_layers):
+        layers += [nn.Linear(d, hidden), nn.ReLU()]
+        d = hidden
+    layers.append(nn.Linear(d, out_dim))
+    return nn.Sequential(*layers)
+
+
+def one_hot_actions(actions: torch.Tensor, spec: ActionSpec) -> torch.Tensor:
+    """(B, U, n_heads) integer actions -> (B, U, sum(heads)) concatenated one-hots."""
+    parts = [nn.functional.one_hot(actions[..., i].long(), h).float()
+             for i, h in enumerate(spec.heads)]
+    return torch.cat(parts, dim=-1)
+
+
+def _z_or_empty(z: torch.Tensor | None, batch: int, like: torch.Tensor) -> torch.Tensor:
+    if z is None:
+        return like.new_zeros(batch, 0)
+    return z
+
+
+class FlatActor(nn.Module):
+    """pi(s, z): an MLP from [obs, z] to U * sum(heads) logits (paper profile)."""
+
+    def __init__(self, spec: ActionSpec, latent_dim: int, hidden: int, n_layers: int) -> None:
+        super().__init__()
+        self.spec = spec
+        self.net = mlp(spec.obs_dim + latent_dim, hidden, n_layers,
+                       spec.n_users * spec.action_width)
+
+    def forward(self, obs: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+        b = obs.shape[0]
+        x = torch.cat([obs, _z_or_empty(z, b, obs)], dim=-1)
+        return self.net(x).view(b, self.spec.n_users, self.spec.action_width)
+
+
+class FlatCritic(nn.Module):
+    """Q(s, a, z): an MLP from [obs, flat per-user action one-hots, z] to one value."""
+
+    def __init__(self, spec: ActionSpec, latent_dim: int, hidden: int, n_layers: int) -> None:
+        super().__init__()
+        self.spec = spec
+        self.net = mlp(spec.obs_dim + spec.n_users * spec.action_width + latent_dim, hidden,
+                       n_layers, 1)
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor,
+                z: torch.Tensor | None) -> torch.Tensor:
+        b = obs.shape[0]
+        x = torch.cat([obs, action.reshape(b, -1), _z_or_empty(z, b, obs)], dim=-1)
+        return self.net(x).squeeze(-1)
+
+
+class _PerUser(nn.Module):
+    """Shared per-user trunk input: [x_u, e_u, (a_u), z, mean_u(x_u, (a_u))]."""
+
+    def __init__(self, spec: ActionSpec, latent_dim: int, embed_dim: int,
+                 with_action: bool) -> None:
+        super().__init__()
+        self.spec = spec
+        self.embed = nn.Parameter(torch.randn(spec.n_users, embed_dim) * 0.1)
+        per_user = spec.obs_per_user + (spec.action_width if with_action else 0)
+        self.in_dim = 2 * per_user + embed_dim + latent_dim
+
+    def features(self, obs: torch.Tensor, action: torch.Tensor | None,
+                 z: torch.Tensor | None) -> torch.Tensor:
+        b, u = obs.shape[0], self.spec.n_users
+        x = obs.view(b, u, self.spec.obs_per_user)
+        if action is not None:
+            x = torch.cat([x, action], dim=-1)
+        pooled = x.mean(dim=1, keepdim=True).expand(b, u, x.shape[-1])
+        parts = [x, self.embed.unsqueeze(0).expand(b, u, -1), pooled]
+        if z is not None:
+            parts.append(z.unsqueeze(1).expand(b, u, z.shape[-1]))
+        return torch.cat(parts, dim=-1)
+
+
+class StructuredActor(_PerUser):
+    """pi(s, z) with one network shared by all users (ours); outputs (B, U, sum(heads)) logits."""
+
+    def __init__(self, spec: ActionSpec, latent_dim: int, hidden: int, n_layers: int,
+                 embed_dim: int) -> None:
+        super().__init__(spec, latent_dim, embed_dim, with_action=False)
+        self.net = mlp(self.in_dim, hidden, n_layers, spec.action_width)
+
+    def forward(self, obs: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+        return self.net(self.features(obs, None, z))
+
+
+class StructuredCritic(_PerUser):
+    """Q(s, a, z) = mean over users of a shared per-user value (ours)."""
+
+    def __init__(self, spec: ActionSpec, latent_dim: int, hidden: int, n_layers: int,
+                 embed_dim: int) -> None:
+        super().__init__(spec, latent_dim, embed_dim, with_action=True)
+        self.net = mlp(self.in_dim, hidden, n_layers, 1)
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor,
+                z: torch.Tensor | None) -> torch.Tensor:
+        return self.net(self.features(obs, action, z)).squeeze(-1).mean(dim=1)
+
+
+def build_actor(arch: str, spec: ActionSpec, latent_dim: int, hidden: int, n_layers: int,
+                embed_dim: int) -> nn.Module:
+    if arch == "flat":
+        return FlatActor(spec, latent_dim, hidden, n_layers)
+    if arch == "structured":
+        return StructuredActor(spec, latent_dim, hidden, n_layers, embed_dim)
+    raise ValueError(f"unknown architecture {arch!r}; use 'flat' or 'structured'")
+
+
+def build_critic(arch: str, spec: ActionSpec, latent_dim: int, hidden: int, n_layers: int,
+                 embed_dim: int) -> nn.Module:
+    if arch == "flat":
+        return FlatCritic(spec, latent_dim, hidden, n_layers)
+    if arch == "structured":
+        return StructuredCritic(spec, latent_dim, hidden, n_layers, embed_dim)
+    raise ValueError(f"unknown architecture {arch!r}; use 'flat' or 'structured'")
+
+
+def head_log_probs(logits: torch.Tensor, spec: ActionSpec) -> list[torch.Tensor]:
+    """Split (B, U, sum(heads)) logits into per-head log-softmaxes [(B, U, h), ...]."""
+    return [torch.log_softmax(part, dim=-1) for part in torch.split(logits, list(spec.heads), -1)]
+
+
+def entropy_and_probs(logits: torch.Tensor, spec: ActionSpec) -> tuple[torch.Tensor, torch.Tensor]:
+    """Entropy summed over users and heads (eq. 25), (B,), and the concatenated probs (B, U, A)."""
+    logps = head_log_probs(logits, spec)
+    probs = [lp.exp() for lp in logps]
+    ent = -sum((p * lp).sum(dim=(-1, -2)) for p, lp in zip(probs, logps, strict=True))
+    return ent, torch.cat(probs, dim=-1)

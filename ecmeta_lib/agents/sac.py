@@ -1,0 +1,319 @@
+"""Discrete multi-head soft actor-critic with an optional PEARL context encoder.
+
+One class serves every method: with ``latent_dim == 0`` it is the plain discrete SAC of the
+baselines (SAC_AiSF_i, SAC_DT, SAC_T_M); with ``latent_dim > 0`` it carries the context encoder
+q_phi(z|c) and becomes PEARL's agent (paper Sec. IV-D, Algorithm 1).
+
+Losses (paper eqs. 21-29; r is the reward times ``reward_scale``; H is the entropy summed over
+users and heads, eq. 25):
+
+* critic (each twin i): (Q_i(s, a, z) - y)^2, y = r + gamma [min_i Q^_i(s', a^', z) + xi H(a^')],
+  a^' the target actor's probabilities at s' (eq. 24); no terminal states exist (episodes are
+  truncated), so d = 0. The encoder receives the critic loss plus beta * KL(q(z|c) || N(0, I)).
+* actor (every ``lambda2`` epochs): -xi H(pi(s, z)) - min_i Q_i(s, pi(s, z), z), with the actor's
+  probabilities in place of the one-hots (eqs. 26-27) and z detached: the actor loss never reaches
+  the encoder.
+* temperature (every ``lambda1`` epochs): xi (H - H_target), xi = exp(log_xi), with z detached.
+  The paper writes xi (H + H_bar) with H_bar = 3|U| while calling H_bar "the negative of the action
+  dimensions"; both readings push xi to zero for a discrete policy (its entropy is >= 0 > -3|U|), so
+  ``target_entropy="paper"`` (H_target = -3|U|) is kept as an option and the default is a fraction
+  of the maximum entropy (docs/AGENTS.md gives the evidence).
+
+All sampling uses the agent's own ``torch.Generator`` (checkpointed), so runs are reproducible.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .encoder import ContextEncoder
+from .networks import ActionSpec, build_actor, build_critic, entropy_and_probs, one_hot_actions
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss became NaN or infinite; training stops (the last good checkpoint is kept)."""
+
+
+@dataclass(frozen=True)
+class SACConfig:
+    """Hyper-parameters of the agent. Paper values (Table I) are noted; the rest are ours."""
+
+    arch: str = "structured"
+    """'flat' (paper: MLP over the flat vectors) or 'structured' (ours: per-user shared network)."""
+    hidden: int = 128
+    """Hidden width (paper: 700)."""
+    n_layers: int = 2
+    """Hidden layers of actor and critics (paper: 5)."""
+    embed_dim: int = 16
+    """Learned per-user embedding width ('structured' only)."""
+    latent_dim: int = 0
+    """Dimension of z; 0 = no encoder (plain SAC). (ours: 8 for PEARL)"""
+    encoder_hidden: int = 128
+    """Hidden width of the per-transition encoder MLP."""
+    encoder_layers: int = 2
+    """Hidden layers of the per-transition encoder MLP."""
+    encoder_next_obs: bool = False
+    """Feed s' to the encoder (paper: yes); off since slots are i.i.d. (ours)."""
+    kl_weight: float = 0.1
+    """beta of eq. (29) (paper: 0.1)."""
+    lr: float = 3e-4
+    """AdamW learning rate of actor, critics and encoder (paper: 3e-5)."""
+    temperature_lr: float = 3e-4
+    """AdamW learning rate of log xi (ours; the paper gives one learning rate)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    gamma: float = 0.0
+    """Discount (paper: not given). Slots are i.i.d. and action-independent: myopic optimum."""
+    tau: float = 0.01
+    """Soft target update rate (ours)."""
+    init_temperature: float = 1e-3
+    """Initial xi (ours)."""
+    target_entropy: float | str = 0.2
+    """Fraction of the maximum entropy sum_u sum_heads log|W| (ours), or 'paper' (-3|U|)."""
+    reward_scale: float = 10.0
+    """Rewards (minus mean latency in s) are multiplied by this before learning (ours)."""
+    grad_clip: float = 0.0
+    """Max gradient norm per optimiser step; 0 = off."""
+
+    def __post_init__(self) -> None:
+        if self.arch not in ("flat", "structured"):
+            raise ValueError(f"arch must be 'flat' or 'structured', got {self.arch!r}")
+        for name in ("hidden", "n_layers", "encoder_hidden", "encoder_layers", "embed_dim"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if not isinstance(self.latent_dim, int) or self.latent_dim < 0:
+            raise ValueError(f"latent_dim must be an integer >= 0, got {self.latent_dim!r}")
+        for name in ("lr", "temperature_lr", "init_temperature", "reward_scale"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise ValueError(f"{name} must be a positive finite number, got {v!r}")
+        for name in ("weight_decay", "kl_weight", "grad_clip"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+        if not 0.0 <= self.gamma < 1.0:
+            raise ValueError(f"gamma must be in [0, 1), got {self.gamma!r}")
+        if not 0.0 < self.tau <= 1.0:
+            raise ValueError(f"tau must be in (0, 1], got {self.tau!r}")
+        te = self.target_entropy
+        if isinstance(te, str):
+            ok = te == "paper"
+        else:
+            ok = isinstance(te, (int, float)) and 0.0 < te < 1.0
+        if not ok:
+            raise ValueError(f"target_entropy must be a fraction in (0, 1) or 'paper', got {te!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _finite(name: str, value: torch.Tensor) -> torch.Tensor:
+    if not torch.isfinite(value).all():
+        raise NonFiniteLossError(f"{name} is not finite ({value.item()}); training stopped")
+    return value
+
+
+class DiscreteSACAgent(nn.Module):
+    """Actor, twin critics, their targets, the temperature and (PEARL) the context encoder.
+
+    Args:
+        spec: environment shapes (see `ActionSpec.from_env`).
+        cfg: hyper-parameters.
+        seed: seeds the network initialisation and the agent's sampling generator.
+        device: torch device of the networks.
+    """
+
+    def __init__(self, spec: ActionSpec, cfg: SACConfig, seed: int = 0,
+                 device: str | torch.device = "cpu") -> None:
+        super().__init__()
+        self.spec, self.cfg, self.device = spec, cfg, torch.device(device)
+        init = torch.Generator().manual_seed(int(seed))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=init)))
+            args = (spec, cfg.latent_dim, cfg.hidden, cfg.n_layers, cfg.embed_dim)
+            self.actor = build_actor(cfg.arch, *args)
+            self.critic1 = build_critic(cfg.arch, *args)
+            self.critic2 = build_critic(cfg.arch, *args)
+            self.encoder = (ContextEncoder(spec, cfg.latent_dim, cfg.encoder_hidden,
+                                           cfg.encoder_layers, cfg.encoder_next_obs,
+                                           cfg.reward_scale)
+                            if cfg.latent_dim > 0 else None)
+        self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
+        self.critic1_target = copy.deepcopy(self.critic1).requires_grad_(False)
+        self.critic2_target = copy.deepcopy(self.critic2).requires_grad_(False)
+        self.log_temperature = nn.Parameter(torch.tensor(math.log(cfg.init_temperature)))
+        if cfg.target_entropy == "paper":
+            self.target_entropy = -3.0 * spec.n_users
+        else:
+            self.target_entropy = float(cfg.target_entropy) * spec.max_entropy
+        self.to(self.device)
+        opt = dict(lr=cfg.lr, weight_decay=cfg.weight_decay)
+        critic_params = list(self.critic1.parameters()) + list(self.critic2.parameters())
+        if self.encoder is not None:
+            critic_params += list(self.encoder.parameters())
+        self.actor_opt = torch.optim.AdamW(self.actor.parameters(), **opt)
+        self.critic_opt = torch.optim.AdamW(critic_params, **opt)
+        self.temperature_opt = torch.optim.AdamW([self.log_temperature], lr=cfg.temperature_lr,
+                                                 weight_decay=0.0)
+        self.generator = torch.Generator().manual_seed(int(seed) + 1)
+
+    # --- helpers -------------------------------------------------------------------------
+    @property
+    def temperature(self) -> float:
+        return float(self.log_temperature.detach().exp())
+
+    def _t(self, x: np.ndarray, dtype=torch.float32) -> torch.Tensor:
+        return torch.as_tensor(x, dtype=dtype, device=self.device)
+
+    def _noise(self, shape: tuple[int, ...]) -> torch.Tensor:
+        return torch.rand(shape, generator=self.generator).to(self.device)
+
+    # --- encoder -------------------------------------------------------------------------
+    def posterior(self, context: dict[str, np.ndarray] | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mu, var) of q(z|c), each (latent_dim,), from a context dict of N transitions."""
+        if self.encoder is None:
+            raise RuntimeError("this agent has no context encoder (latent_dim == 0)")
+        if context is None or len(context["reward"]) == 0:
+            z0 = torch.zeros(self.cfg.latent_dim, device=self.device)
+            return z0, torch.ones_like(z0)
+        return self.encoder.posterior(
+            self._t(context["obs"]), self._t(context["action"], torch.int64),
+            self._t(context["reward"]),
+            self._t(context["next_obs"]) if self.cfg.encoder_next_obs else None)
+
+    def infer_z(self, context: dict[str, np.ndarray] | None, *,
+                sample: bool) -> torch.Tensor | None:
+        """z for acting: a posterior draw (``sample``) or the posterior mean; None if no encoder."""
+        if self.encoder is None:
+            return None
+        with torch.no_grad():
+            mu, var = self.posterior(context)
+            if sample:
+                eps = torch.randn(mu.shape, generator=self.generator).to(self.device)
+                return mu + var.sqrt() * eps
+            return mu
+
+    # --- acting --------------------------------------------------------------------------
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, z: torch.Tensor | None = None, *,
+            greedy: bool = True) -> np.ndarray:
+        """Flat int64 action [DS, TA, MS] * U: argmax per head, or a sample (exploration)."""
+        o = self._t(obs).reshape(1, -1)
+        zz = None if z is None else z.reshape(1, -1)
+        logits = self.actor(o, zz)[0]
+        out = []
+        for part in torch.split(logits, list(self.spec.heads), dim=-1):
+            if not greedy:  # Gumbel-max draw from softmax(part)
+                u = self._noise(tuple(part.shape)).clamp_(1e-12, 1.0 - 1e-7)
+                part = part - torch.log(-torch.log(u))
+            out.append(part.argmax(dim=-1))
+        return torch.stack(out, dim=-1).cpu().numpy().astype(np.int64).ravel()
+
+    # --- learning ------------------------------------------------------------------------
+    def _batch_z(self, contexts: list[dict[str, np.ndarray]] | None, batch: int):
+        """z per sampled condition (reparametrised, with grad to the encoder) and the mean KL."""
+        if self.encoder is None:
+            return None, None
+        zs, kls = [], []
+        for c in contexts:
+            mu, var = self.posterior(c)
+            eps = torch.randn(mu.shape, generator=self.generator).to(self.device)
+            zs.append((mu + var.sqrt() * eps).unsqueeze(0).expand(batch, -1))
+            kls.append(ContextEncoder.kl_to_prior(mu, var))
+        return torch.cat(zs, dim=0), torch.stack(kls).mean()
+
+    def _step(self, opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.grad_clip > 0:
+            for group in opt.param_groups:
+                nn.utils.clip_grad_norm_(group["params"], self.cfg.grad_clip)
+        opt.step()
+
+    def update(self, batches: list[dict[str, np.ndarray]],
+               contexts: list[dict[str, np.ndarray]] | None, epoch: int, lambda1: int,
+               lambda2: int) -> dict[str, float]:
+        """One epoch of Algorithm 1 (lines 9-19) on the sampled conditions K'.
+
+        Args:
+            batches: one replay batch per sampled condition (same batch size each).
+            contexts: one context per sampled condition (PEARL), else None.
+            epoch: 1-based epoch index t_epoch; the temperature steps when epoch % lambda1 == 0,
+                the actor and the targets when epoch % lambda2 == 0.
+        Returns:
+            diagnostics (losses, temperature, entropy, kl) of this epoch.
+        """
+        cfg, spec = self.cfg, self.spec
+        bsz = len(batches[0]["reward"])
+        cat = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
+        obs, next_obs = self._t(cat["obs"]), self._t(cat["next_obs"])
+        act = one_hot_actions(self._t(cat["action"], torch.int64), spec)
+        rew = self._t(cat["reward"]) * cfg.reward_scale
+        z, kl = self._batch_z(contexts, bsz)
+        zd = None if z is None else z.detach()
+        xi = self.log_temperature.exp().detach()
+
+        with torch.no_grad():
+            y = rew
+            if cfg.gamma > 0:
+                ent_n, probs_n = entropy_and_probs(self.actor_target(next_obs, zd), spec)
+                q_n = torch.min(self.critic1_target(next_obs, probs_n, zd),
+                                self.critic2_target(next_obs, probs_n, zd))
+                y = rew + cfg.gamma * (q_n + xi * ent_n)
+        q1, q2 = self.critic1(obs, act, z), self.critic2(obs, act, z)
+        critic_loss = _finite("critic loss", ((q1 - y) ** 2).mean() + ((q2 - y) ** 2).mean())
+        total = critic_loss
+        diag = {"critic_loss": float(critic_loss.detach()), "q_mean": float(q1.mean().detach())}
+        if kl is not None:
+            kl_loss = _finite("KL loss", cfg.kl_weight * kl)
+            total = total + kl_loss
+            diag["kl"] = float(kl.detach())
+        self._step(self.critic_opt, total)
+
+        if epoch % lambda1 == 0:
+            with torch.no_grad():
+                ent, _ = entropy_and_probs(self.actor(obs, zd), spec)
+            t_loss = _finite("temperature loss",
+                             (self.log_temperature.exp() * (ent - self.target_entropy)).mean())
+            self._step(self.temperature_opt, t_loss)
+            diag["temperature_loss"] = float(t_loss.detach())
+        if epoch % lambda2 == 0:
+            ent, probs = entropy_and_probs(self.actor(obs, zd), spec)
+            q_pi = torch.min(self.critic1(obs, probs, zd), self.critic2(obs, probs, zd))
+            a_loss = _finite("actor loss", (-xi * ent - q_pi).mean())
+            self._step(self.actor_opt, a_loss)
+            self.soft_update()
+            diag.update(actor_loss=float(a_loss.detach()), entropy=float(ent.mean().detach()))
+        diag["temperature"] = self.temperature
+        return diag
+
+    @torch.no_grad()
+    def soft_update(self) -> None:
+        for net, tgt in ((self.actor, self.actor_target), (self.critic1, self.critic1_target),
+                         (self.critic2, self.critic2_target)):
+            for p, tp in zip(net.parameters(), tgt.parameters(), strict=True):
+                tp.lerp_(p, self.cfg.tau)
+
+    # --- persistence ---------------------------------------------------------------------
+    def full_state(self) -> dict[str, Any]:
+        """Networks, optimisers and the sampling generator (for bit-exact resume)."""
+        return {"model": {k: v.detach().cpu().clone() for k, v in self.state_dict().items()},
+                "actor_opt": self.actor_opt.state_dict(),
+                "critic_opt": self.critic_opt.state_dict(),
+                "temperature_opt": self.temperature_opt.state_dict(),
+                "generator": self.generator.get_state()}
+
+    def load_full_state(self, state: dict[str, Any]) -> None:
+        self.load_state_dict(state["model"])
+        self.actor_opt.load_state_dict(state["actor_opt"])
+        self.critic_opt.load_state_dict(state["critic_opt"])
+        self.temperature_opt.load_state_dict(state["temperature_opt"])
+        self.generator.set_state(state["generator"])

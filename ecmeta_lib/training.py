@@ -1,0 +1,619 @@
+"""Meta-training (PEARL, Algorithm 1) and the SAC baselines, with resumable runs and profiles.
+
+Methods (what each agent trains on, all evaluated on the unseen test conditions T1-T3):
+
+==============  =========================  ====================================================
+method          training conditions        agent
+==============  =========================  ====================================================
+``pearl``       the six DTs (G1 ... G3)    SAC + context encoder, adapted on each test condition
+``sac_dt``      the six DTs                SAC, no encoder
+``sac_t_m``     T1, T2, T3 together        SAC, no encoder
+``sac_aisf_i``  Ti only                    SAC, no encoder
+==============  =========================  ====================================================
+
+Every method follows Algorithm 1's loop: per iteration, collect ``collect_steps`` slots in every
+training condition (fresh episode each iteration), then ``t_train`` epochs, each on ``k_prime``
+conditions drawn from the training ones. Every method runs the same number of iterations (hence
+the same number of gradient steps); env steps on the curves count all slots the agent collected,
+summed over its training conditions.
+
+Early stopping (no test leakage): every ``eval_every`` iterations the greedy policy is scored on
+the agent's *own* training conditions (validation seed, PEARL adapted with ``eval_context``
+transitions on each DT); the best-scoring weights are kept and used for ``final.csv``. The
+learning curve on T1-T3 (``curve.csv``) is recorded at the same points but never used to select.
+
+Adaptation protocol (`PEARLPolicy`, `adaptation_curve`): on a condition, the meta-policy collects
+``n`` context transitions in a *separate* environment (seeded by ``context_seed``; z re-inferred
+as a posterior draw after each transition, actions sampled - PEARL's posterior sampling), then
+freezes z at the posterior mean of those ``n`` transitions and acts greedily for the evaluation.
+``n = 0`` is the prior mean z = 0. No gradient step is taken; the encoder is frozen. The
+evaluation environment's slot stream is untouched, so every n (and every method) is scored on the
+very same slots (common random numbers).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .agents import (
+    ActionSpec,
+    ContextBuffer,
+    DiscreteSACAgent,
+    NonFiniteLossError,
+    ReplayBuffer,
+    SACConfig,
+)
+from .conditions import DT_NAMES, TEST_NAMES, Condition, TaskSet, make_task_set
+from .config import EnvConfig
+from .env import EdgeCloudEnv
+from .evaluation import evaluate
+
+METHODS: tuple[str, ...] = ("pearl", "sac_dt", "sac_t_m", "sac_aisf_1", "sac_aisf_2",
+                            "sac_aisf_3")
+CHECKPOINT = "checkpoint.pt"
+BEST_AGENT = "agent.pt"
+CHECKPOINT_VERSION = 1
+CURVE_SEED = 1_000
+"""Slot-state seed of every learning-curve evaluation on T1-T3 (common to all methods)."""
+VALIDATION_SEED = 2_000
+"""Slot-state seed of the validation on the agent's own training conditions."""
+FINAL_SEED = 3_000
+"""Slot-state seed of final.csv (and the default of `adaptation_curve`)."""
+CONTEXT_SEED = 4_000
+"""Seed of the separate environment in which PEARL collects its adaptation context."""
+
+__all__ = ["METHODS", "PROFILES", "CheckpointError", "NonFiniteLossError", "PEARLPolicy",
+           "AgentPolicy", "Profile", "TrainResult", "adaptation_curve", "get_profile",
+           "load_agent", "train", "training_conditions"]
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, corrupt, or belongs to another method/profile/config."""
+
+
+# ============================================================================================
+# profiles
+# ============================================================================================
+def _pos_int(name: str, v: Any) -> None:
+    if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
+        raise ValueError(f"profile field {name} must be a positive integer, got {v!r}")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Everything a run needs besides method and seed. ``agent.latent_dim`` is PEARL's; the SAC
+    baselines use the same agent config with ``latent_dim = 0``."""
+
+    name: str
+    agent: SACConfig
+    """Networks, optimiser and losses."""
+    iterations: int
+    """Outer iterations of Algorithm 1 (line 1)."""
+    collect_steps: int
+    """Slots collected per training condition per iteration (lines 2-5)."""
+    initial_random_steps: int
+    """Slots of uniform random actions per training condition before learning starts."""
+    t_train: int
+    """Update epochs per iteration, T_train (paper: 40)."""
+    k_prime: int
+    """Conditions sampled per epoch, |K'| (paper: 2); capped by the number of training ones."""
+    lambda1: int
+    """Temperature update every lambda1 epochs (paper: 10)."""
+    lambda2: int
+    """Actor update and target soft update every lambda2 epochs (paper: 40)."""
+    batch_size: int
+    """Transitions per condition per epoch (paper: 256)."""
+    buffer_capacity: int
+    """Replay capacity per training condition."""
+    context_size: int
+    """Transitions in one training context c^k."""
+    context_capacity: int
+    """Most recent transitions per condition that contexts are drawn from."""
+    eval_every: int
+    """Iterations between learning-curve / validation points (the last iteration always is one)."""
+    eval_slots: int
+    """Slots per test condition of a learning-curve point."""
+    val_slots: int
+    """Slots per training condition of a validation (early-stopping) point."""
+    eval_context: int
+    """Context transitions PEARL collects on a condition before a curve/validation/final score."""
+    final_slots: int
+    """Slots per test condition of final.csv (with the oracle)."""
+    checkpoint_every: int
+    """Iterations between checkpoints (the last iteration always is one)."""
+    env: EnvConfig = field(default_factory=EnvConfig)
+    """Environment config (the paper's system unless a test shrinks it)."""
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.agent, SACConfig):
+            raise TypeError(f"profile.agent must be a SACConfig, got {type(self.agent).__name__}")
+        if not isinstance(self.env, EnvConfig):
+            raise TypeError(f"profile.env must be an EnvConfig, got {type(self.env).__name__}")
+        for name in ("iterations", "collect_steps", "t_train", "k_prime", "lambda1", "lambda2",
+                     "batch_size", "buffer_capacity", "context_size", "context_capacity",
+                     "eval_every", "eval_slots", "val_slots", "final_slots", "checkpoint_every"):
+            _pos_int(name, getattr(self, name))
+        for name in ("initial_random_steps", "eval_context"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 0:
+                raise ValueError(f"profile field {name} must be an integer >= 0, got {v!r}")
+        if self.lambda1 > self.t_train or self.lambda2 > self.t_train:
+            raise ValueError(f"lambda1 ({self.lambda1}) and lambda2 ({self.lambda2}) must not "
+                             f"exceed t_train ({self.t_train}), or those updates never happen")
+        if self.context_size > self.context_capacity:
+            raise ValueError("context_size cannot exceed context_capacity")
+        if self.agent.latent_dim < 1:
+            raise ValueError("profile.agent.latent_dim is PEARL's latent size and must be >= 1")
+
+    def agent_config(self, method: str) -> SACConfig:
+        """The agent config of `method` (no encoder for the SAC baselines)."""
+        return self.agent if method == "pearl" else replace(self.agent, latent_dim=0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(
+        name="smoke", description="seconds: CI tests and notebooks under CI",
+        agent=SACConfig(arch="structured", hidden=32, n_layers=1, embed_dim=4, latent_dim=4,
+                        encoder_hidden=32, encoder_layers=1, lr=1e-3, temperature_lr=1e-3),
+        iterations=6, collect_steps=10, initial_random_steps=10, t_train=4, k_prime=2,
+        lambda1=1, lambda2=2, batch_size=16, buffer_capacity=200, context_size=8,
+        context_capacity=40, eval_every=3, eval_slots=4, val_slots=4, eval_context=4,
+        final_slots=4, checkpoint_every=2),
+    "quick": Profile(
+        name="quick", description="make reproduce default: the Fig. 3 grid in ~30 min on 2 cores",
+        agent=SACConfig(arch="structured", hidden=64, n_layers=2, embed_dim=16, latent_dim=8,
+                        encoder_hidden=64, encoder_layers=2, lr=1e-3, temperature_lr=1e-3,
+                        tau=0.02, target_entropy=0.2),
+        iterations=150, collect_steps=20, initial_random_steps=40, t_train=8, k_prime=2,
+        lambda1=2, lambda2=2, batch_size=64, buffer_capacity=4000, context_size=32,
+        context_capacity=200, eval_every=15, eval_slots=20, val_slots=20, eval_context=20,
+        final_slots=100, checkpoint_every=25),
+    "paper": Profile(
+        name="paper", description="Table I: AdamW 3e-5, batch 256, 5 x 700, lambda 10/40, "
+                                  "T_train 40, beta 0.1, K' 2",
+        agent=SACConfig(arch="flat", hidden=700, n_layers=5, latent_dim=8, encoder_hidden=200,
+                        encoder_layers=3, lr=3e-5, temperature_lr=3e-5, kl_weight=0.1),
+        iterations=2000, collect_steps=20, initial_random_steps=200, t_train=40, k_prime=2,
+        lambda1=10, lambda2=40, batch_size=256, buffer_capacity=40_000, context_size=64,
+        context_capacity=400, eval_every=50, eval_slots=50, val_slots=50, eval_context=20,
+        final_slots=200, checkpoint_every=50),
+}
+
+
+def get_profile(name: str | Profile) -> Profile:
+    """A profile by name ("smoke", "quick", "paper"), or a `Profile` passed through."""
+    if isinstance(name, Profile):
+        return name
+    try:
+        return PROFILES[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}") from None
+
+
+def training_conditions(method: str) -> tuple[str, ...]:
+    """Names of the conditions `method` trains (and validates) on."""
+    if method in ("pearl", "sac_dt"):
+        return DT_NAMES
+    if method == "sac_t_m":
+        return TEST_NAMES
+    if method.startswith("sac_aisf_") and method[len("sac_aisf_"):] in ("1", "2", "3"):
+        return (TEST_NAMES[int(method[-1]) - 1],)
+    raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+# ============================================================================================
+# policies wrapping an agent (the evaluation harness's Policy protocol)
+# ============================================================================================
+class AgentPolicy:
+    """Greedy (argmax) policy of a trained agent with a fixed z (None for the SAC baselines)."""
+
+    def __init__(self, agent: DiscreteSACAgent, name: str = "agent",
+                 z: torch.Tensor | None = None) -> None:
+        self.agent, self.name, self.z = agent, name, z
+
+    def reset(self, env: Any) -> None:
+        pass
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        return self.agent.act(obs, self.z, greedy=True)
+
+    def observe(self, obs, action, reward, next_obs, info) -> None:
+        pass
+
+
+def collect_context(agent: DiscreteSACAgent, env: EdgeCloudEnv, n: int,
+                    seed: int) -> dict[str, np.ndarray]:
+    """Run the meta-policy for ``n`` slots on ``env`` (reset with `seed`): before each slot z is
+    drawn from the posterior of the transitions so far (the prior at first) and the action is
+    sampled from pi(s, z); returns the ``n`` transitions as a context."""
+    buf = ContextBuffer(max(n, 1), env.observation_space.shape[0],
+                        (agent.spec.n_users, len(agent.spec.heads)))
+    if n == 0:
+        return buf.recent(0)
+    gen_state = agent.generator.get_state()
+    agent.generator.manual_seed(int(seed))
+    obs, _ = env.reset(seed=int(seed))
+    for _ in range(n):
+        z = agent.infer_z(buf.recent(n), sample=True)
+        action = agent.act(obs, z, greedy=False)
+        next_obs, reward, _, truncated, _ = env.step(action)
+        buf.add(obs, action, reward, next_obs)
+        obs = env.reset()[0] if truncated else next_obs
+    agent.generator.set_state(gen_state)  # adaptation does not disturb the agent's training RNG
+    return buf.recent(n)
+
+
+class PEARLPolicy:
+    """PEARL adapted on the evaluated condition with a fixed context of ``n_context`` transitions.
+
+    ``reset(env)`` collects the context in a separate copy of ``env``'s condition (seeded with
+    ``context_seed``, so the evaluated slots are untouched) and freezes z at the posterior mean;
+    ``act`` is greedy. With ``online=True`` the policy instead starts from the prior and, for the
+    first ``n_context`` evaluated slots, adds each observed transition to its context and
+    re-infers z (posterior mean) - adaptation while acting.
+    """
+
+    def __init__(self, agent: DiscreteSACAgent, n_context: int, *, context_seed: int = CONTEXT_SEED,
+                 online: bool = False, name: str | None = None) -> None:
+        if agent.encoder is None:
+            raise ValueError("PEARLPolicy needs an agent with a context encoder")
+        if n_context < 0:
+            raise ValueError(f"n_context must be >= 0, got {n_context}")
+        self.agent, self.n_context, self.context_seed, self.online = (agent, int(n_context),
+                                                                      int(context_seed), online)
+        self.name = name or f"pearl[{n_context}]"
+        self.z: torch.Tensor | None = None
+        self._online_buf: ContextBuffer | None = None
+
+    def reset(self, env: Any) -> None:
+        base: EdgeCloudEnv = env.unwrapped
+        if self.online:
+            spec = self.agent.spec
+            self._online_buf = ContextBuffer(max(self.n_context, 1), spec.obs_dim,
+                                             (spec.n_users, len(spec.heads)))
+            self.z = self.agent.infer_z(None, sample=False)
+            return
+        ctx_env = EdgeCloudEnv(condition=base.condition, task_set=base.task_set,
+                               config=base.config)
+        self.context = collect_context(self.agent, ctx_env, self.n_context, self.context_seed)
+        self.z = self.agent.infer_z(self.context, sample=False)
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        return self.agent.act(obs, self.z, greedy=True)
+
+    def observe(self, obs, action, reward, next_obs, info) -> None:
+        buf = self._online_buf
+        if self.online and buf is not None and buf.size < self.n_context:
+            buf.add(obs, action, reward, next_obs)
+            self.z = self.agent.infer_z(buf.recent(buf.size), sample=False)
+
+
+def make_policy(agent: DiscreteSACAgent, method: str, n_context: int) -> AgentPolicy | PEARLPolicy:
+    if agent.encoder is not None:
+        return PEARLPolicy(agent, n_context, name=method)
+    return AgentPolicy(agent, name=method)
+
+
+# ============================================================================================
+# checkpoints
+# ============================================================================================
+def config_hash(method: str, profile: Profile, seed: int, task_seed: int) -> str:
+    payload = {"method": method, "profile": profile.to_dict(), "seed": seed,
+               "task_seed": task_seed, "version": CHECKPOINT_VERSION}
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """torch.save to a temporary file in the same folder, then os.replace (atomic on POSIX)."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Load a checkpoint, turning any unreadable file into a clear `CheckpointError`."""
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a corrupt file
+        raise CheckpointError(f"checkpoint {path} is corrupt or unreadable: {exc}") from exc
+    if not isinstance(state, dict) or "config_hash" not in state:
+        raise CheckpointError(f"checkpoint {path} is corrupt: missing its config header")
+    return state
+
+
+def _check_header(state: dict[str, Any], path: Path, method: str, profile: Profile,
+                  seed: int, task_seed: int) -> None:
+    want = {"method": method, "profile": profile.name, "seed": seed, "task_seed": task_seed,
+            "config_hash": config_hash(method, profile, seed, task_seed)}
+    for key, value in want.items():
+        if state.get(key) != value:
+            raise CheckpointError(
+                f"checkpoint {path} belongs to another run: {key} is {state.get(key)!r}, this "
+                f"run has {value!r}; use a fresh run_dir or delete the checkpoint")
+
+
+# ============================================================================================
+# training
+# ============================================================================================
+@dataclass
+class TrainResult:
+    """What `train` returns (the CSVs are also on disk in ``run_dir``)."""
+
+    method: str
+    seed: int
+    run_dir: Path
+    agent: DiscreteSACAgent
+    """The best agent (by validation on its own training conditions)."""
+    curve: pd.DataFrame
+    train_log: pd.DataFrame
+    final: pd.DataFrame
+    best_iteration: int
+    wall_s: float
+    """Wall time of this call (a resumed run: the resumed part only)."""
+    resumed_from: int
+    """Iteration the run resumed from (0 = fresh start)."""
+
+
+def _score(agent: DiscreteSACAgent, method: str, conditions: Sequence[str], task_set: TaskSet,
+           profile: Profile, n_slots: int, seed: int, with_oracle: bool = False) -> list[dict]:
+    out = []
+    for name in conditions:
+        pol = make_policy(agent, method, profile.eval_context)
+        out.append(evaluate(pol, name, n_slots=n_slots, seed=seed, task_set=task_set,
+                            config=profile.env, with_oracle=with_oracle).summary)
+    return out
+
+
+def train(method: str, profile: str | Profile, seed: int, run_dir: str | os.PathLike, *,
+          task_seed: int = 0, device: str = "auto", progress: bool = True,
+          num_threads: int | None = 1,
+          hook: Callable[[int, DiscreteSACAgent], None] | None = None) -> TrainResult:
+    """Train `method` under `profile` with `seed`; resumable from ``run_dir/checkpoint.pt``.
+
+    Args:
+        method: one of `METHODS`.
+        profile: a profile name or a `Profile`.
+        seed: training seed (networks, exploration, buffer sampling, collection env streams).
+        run_dir: folder of the run (created); an existing checkpoint of the same run is resumed,
+            one of another run is refused (`CheckpointError`).
+        task_seed: seed of the task set (system, DTs, test conditions).
+        device: "auto" (CUDA when available), "cpu", "cuda", ...
+        progress: show a tqdm progress bar.
+        num_threads: torch CPU threads for this process (None: leave as is).
+        hook: called as ``hook(iteration, agent)`` after each iteration (after its checkpoint);
+            tests use it to interrupt a run. Not part of the run's identity.
+    Writes ``curve.csv``, ``train_log.csv``, ``final.csv``, ``agent.pt`` (best agent) and
+    ``checkpoint.pt`` in `run_dir`. Raises `NonFiniteLossError` on a NaN/inf loss (the last good
+    checkpoint stays on disk).
+    """
+    from tqdm.auto import tqdm
+
+    t0 = time.perf_counter()
+    profile = get_profile(profile)
+    names = training_conditions(method)
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    seed, task_seed = int(seed), int(task_seed)
+    if num_threads is not None:
+        torch.set_num_threads(int(num_threads))
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    dev = resolve_device(device)
+    task_set = make_task_set(task_seed, profile.env.system, profile.env.conditions)
+
+    # --- everything random derives from `seed` ------------------------------------------------
+    ss_agent, ss_train, ss_env = np.random.SeedSequence(seed).spawn(3)
+    envs = {n: EdgeCloudEnv(condition=n, task_set=task_set, config=profile.env) for n in names}
+    for env, ss in zip(envs.values(), ss_env.spawn(len(names)), strict=True):
+        env.reset(seed=int(ss.generate_state(1)[0]))
+    spec = ActionSpec.from_env(next(iter(envs.values())))
+    acfg = profile.agent_config(method)
+    agent = DiscreteSACAgent(spec, acfg, seed=int(ss_agent.generate_state(1)[0]), device=dev)
+    rng = np.random.default_rng(ss_train)
+    random.seed(seed)
+    torch.manual_seed(seed)
+    action_shape = (spec.n_users, len(spec.heads))
+    replay = {n: ReplayBuffer(profile.buffer_capacity, spec.obs_dim, action_shape) for n in names}
+    ctxbuf = {n: ContextBuffer(profile.context_capacity, spec.obs_dim, action_shape) for n in names}
+    start_iter, env_steps, best = 0, 0, {"score": float("inf"), "iteration": 0, "state": None}
+    curve_rows: list[dict] = []
+    log_rows: list[dict] = []
+
+    ckpt_path = run_dir / CHECKPOINT
+    header = {"method": method, "profile": profile.name, "seed": seed, "task_seed": task_seed,
+              "config_hash": config_hash(method, profile, seed, task_seed),
+              "version": CHECKPOINT_VERSION}
+    if ckpt_path.exists():
+        state = load_checkpoint(ckpt_path)
+        _check_header(state, ckpt_path, method, profile, seed, task_seed)
+        try:
+            agent.load_full_state(state["agent"])
+            for n in names:
+                replay[n].load_state_dict(state["replay"][n])
+                ctxbuf[n].load_state_dict(state["context"][n])
+                envs[n].np_random.bit_generator.state = state["env_rng"][n]
+            rng.bit_generator.state = state["rng"]
+            random.setstate(state["python_rng"])
+            torch.set_rng_state(state["torch_rng"])
+        except (KeyError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(f"checkpoint {ckpt_path} does not fit this run: {exc}") from exc
+        start_iter, env_steps = state["iteration"], state["env_steps"]
+        best, curve_rows, log_rows = state["best"], state["curve"], state["train_log"]
+
+    def save_checkpoint(iteration: int) -> None:
+        atomic_save({**header, "iteration": iteration, "env_steps": env_steps,
+                     "agent": agent.full_state(),
+                     "replay": {n: b.state_dict() for n, b in replay.items()},
+                     "context": {n: b.state_dict() for n, b in ctxbuf.items()},
+                     "env_rng": {n: e.np_random.bit_generator.state for n, e in envs.items()},
+                     "rng": rng.bit_generator.state, "python_rng": random.getstate(),
+                     "torch_rng": torch.get_rng_state(), "best": best, "curve": curve_rows,
+                     "train_log": log_rows}, ckpt_path)
+
+    def write_csvs() -> None:
+        pd.DataFrame(curve_rows, columns=CURVE_COLUMNS).to_csv(run_dir / "curve.csv", index=False)
+        pd.DataFrame(log_rows).to_csv(run_dir / "train_log.csv", index=False)
+
+    # --- Algorithm 1 ---------------------------------------------------------------------------
+    k_prime = min(profile.k_prime, len(names))
+    bar = tqdm(total=profile.iterations, initial=start_iter, desc=f"{method} s{seed}",
+               disable=not progress, leave=False)
+    for it in range(start_iter + 1, profile.iterations + 1):
+        # lines 2-5: collect in every training condition
+        for n in names:
+            env = envs[n]
+            obs, _ = env.reset()
+            warm = len(replay[n]) < profile.initial_random_steps
+            n_steps = profile.initial_random_steps if warm else profile.collect_steps
+            z = None
+            if agent.encoder is not None:
+                ctx = (ctxbuf[n].sample_context(profile.context_size, rng)
+                       if len(ctxbuf[n]) else None)
+                z = agent.infer_z(ctx, sample=True)
+            for _ in range(n_steps):
+                if warm:
+                    action = rng.integers(0, env.action_space.nvec).astype(np.int64)
+                else:
+                    action = agent.act(obs, z, greedy=False)
+                next_obs, reward, _, truncated, _ = env.step(action)
+                replay[n].add(obs, action, reward, next_obs)
+                ctxbuf[n].add(obs, action, reward, next_obs)
+                obs = env.reset()[0] if truncated else next_obs
+            env_steps += n_steps
+        # lines 6-19: T_train epochs on K' sampled conditions
+        diags = []
+        for epoch in range(1, profile.t_train + 1):
+            chosen = [names[i] for i in rng.choice(len(names), size=k_prime, replace=False)]
+            batches = [replay[n].sample(profile.batch_size, rng) for n in chosen]
+            contexts = ([ctxbuf[n].sample_context(profile.context_size, rng) for n in chosen]
+                        if agent.encoder is not None else None)
+            try:
+                diags.append(agent.update(batches, contexts, epoch, profile.lambda1,
+                                          profile.lambda2))
+            except NonFiniteLossError as exc:
+                bar.close()
+                raise NonFiniteLossError(
+                    f"{method} seed {seed}, iteration {it}, epoch {epoch}: {exc}; the last good "
+                    f"checkpoint ({ckpt_path}) is kept") from exc
+        row = {"iteration": it, "env_steps": env_steps}
+        row.update(pd.DataFrame(diags).mean(numeric_only=True).to_dict())
+        log_rows.append(row)
+
+        # evaluation: curve on T1-T3 (recorded only), validation on own conditions (selects)
+        if it % profile.eval_every == 0 or it == profile.iterations:
+            for s in _score(agent, method, TEST_NAMES, task_set, profile, profile.eval_slots,
+                            CURVE_SEED):
+                curve_rows.append({"method": method, "seed": seed, "env_steps": env_steps,
+                                   "iteration": it, "condition": s["condition"],
+                                   "mean_latency_s": s["mean_latency_s"]})
+            val = _score(agent, method, names, task_set, profile, profile.val_slots,
+                         VALIDATION_SEED)
+            score = float(np.mean([s["mean_latency_s"] for s in val]))
+            log_rows[-1]["validation_latency_s"] = score
+            if score < best["score"]:
+                best = {"score": score, "iteration": it,
+                        "state": {k: v.detach().cpu().clone()
+                                  for k, v in agent.state_dict().items()}}
+            write_csvs()
+            bar.set_postfix(val=f"{score:.4f}", best=f"{best['score']:.4f}")
+        if it % profile.checkpoint_every == 0 or it == profile.iterations:
+            save_checkpoint(it)
+        bar.update(1)
+        if hook is not None:
+            hook(it, agent)
+    bar.close()
+
+    # --- best agent -> agent.pt and final.csv -------------------------------------------------
+    if best["state"] is not None:
+        agent.load_state_dict(best["state"])
+    atomic_save({"method": method, "seed": seed, "task_seed": task_seed, "spec": spec,
+                 "agent_config": acfg, "profile": profile, "best_iteration": best["iteration"],
+                 "model": {k: v.detach().cpu() for k, v in agent.state_dict().items()}},
+                run_dir / BEST_AGENT)
+    final_rows = []
+    for s in _score(agent, method, TEST_NAMES, task_set, profile, profile.final_slots, FINAL_SEED,
+                    with_oracle=True):
+        final_rows.append({"method": method, "seed": seed, **s,
+                           "best_iteration": best["iteration"], "env_steps": env_steps})
+    final = pd.DataFrame(final_rows)
+    final.to_csv(run_dir / "final.csv", index=False)
+    write_csvs()
+    return TrainResult(method=method, seed=seed, run_dir=run_dir, agent=agent,
+                       curve=pd.DataFrame(curve_rows, columns=CURVE_COLUMNS),
+                       train_log=pd.DataFrame(log_rows), final=final,
+                       best_iteration=best["iteration"], wall_s=time.perf_counter() - t0,
+                       resumed_from=start_iter)
+
+
+CURVE_COLUMNS = ["method", "seed", "env_steps", "iteration", "condition", "mean_latency_s"]
+
+
+def load_agent(run_dir: str | os.PathLike, *, device: str = "cpu") -> DiscreteSACAgent:
+    """The best agent a finished run saved in ``run_dir/agent.pt``."""
+    path = Path(run_dir) / BEST_AGENT
+    if not path.is_file():
+        raise CheckpointError(f"no trained agent at {path} (has the run finished?)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        agent = DiscreteSACAgent(state["spec"], state["agent_config"],
+                                 device=resolve_device(device))
+        agent.load_state_dict(state["model"])
+    except Exception as exc:  # noqa: BLE001
+        raise CheckpointError(f"agent file {path} is corrupt or unreadable: {exc}") from exc
+    agent.method = state["method"]  # type: ignore[attr-defined]
+    return agent
+
+
+def adaptation_curve(agent: DiscreteSACAgent, condition: str | Condition, *,
+                     n_context: Sequence[int] = (0, 1, 2, 5, 10, 20, 50), eval_slots: int = 50,
+                     seed: int = FINAL_SEED, task_set: TaskSet | None = None, task_seed: int = 0,
+                     config: EnvConfig | None = None, context_seed: int = CONTEXT_SEED,
+                     with_oracle: bool = False) -> pd.DataFrame:
+    """PEARL's latency on `condition` against the number of context transitions (no gradient step).
+
+    For each n in `n_context`: a `PEARLPolicy` collects n transitions on the condition in a
+    separate environment (``context_seed``), freezes z at the posterior mean, and is evaluated
+    greedily by the harness for `eval_slots` slots from `seed` (same slots for every n).
+    Returns columns: condition, n_context, mean_latency_s, ci_low_s, ci_high_s,
+    oracle_latency_s, gap_to_oracle_pct (NaN without the oracle), accuracy_violation_rate.
+    """
+    if agent.encoder is None:
+        raise ValueError("adaptation_curve needs a PEARL agent (one with a context encoder)")
+    cfg = config or EnvConfig()
+    if task_set is None:
+        task_set = make_task_set(task_seed, cfg.system, cfg.conditions)
+    rows = []
+    for n in n_context:
+        s = evaluate(PEARLPolicy(agent, int(n), context_seed=context_seed), condition,
+                     n_slots=eval_slots, seed=seed, task_set=task_set, config=config,
+                     with_oracle=with_oracle).summary
+        rows.append({"condition": s["condition"], "n_context": int(n),
+                     **{k: s[k] for k in ("mean_latency_s", "ci_low_s", "ci_high_s",
+                                          "oracle_latency_s", "gap_to_oracle_pct",
+                                          "accuracy_violation_rate")}})
+    return pd.DataFrame(rows)
