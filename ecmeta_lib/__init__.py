@@ -15,7 +15,13 @@ from .conditions import (
 )
 from .config import ConditionConfig, EnvConfig, SystemConfig
 from .env import ENV_ID, EdgeCloudEnv
+from .evaluation import EvalResult, Policy, bootstrap_ci, compare, evaluate
 from .knapsack import solve_p2
+
+# The function `oracle` rebinds the attribute `ecmeta_lib.oracle` (public contract: the call is
+# `ecmeta_lib.oracle(...)`); the module stays importable as `from ecmeta_lib.oracle import ...`.
+from .oracle import OracleResult, oracle
+from .policies import GreedyPolicy, LocalPolicy, NearestPolicy, RandomPolicy
 from .slot import OptionTable, SlotOutcome, option_table, run_slot
 from .system import System, UserState
 
@@ -29,4 +35,6 @@ __all__ = [
     "EdgeCloudEnv", "EnvConfig", "OptionTable", "SlotOutcome", "System", "SystemConfig",
     "TaskSet", "UserState", "make_task_set", "option_table", "run_slot", "solve_p2",
     "upgrade_condition",
+    "EvalResult", "GreedyPolicy", "LocalPolicy", "NearestPolicy", "OracleResult", "Policy",
+    "RandomPolicy", "bootstrap_ci", "compare", "evaluate", "oracle",
 ]
