@@ -1,0 +1,75 @@
+# ecmeta: set-up, tests and reproduction.
+#   make reproduce   run every notebook (PROFILE=quick by default) and regenerate figures/
+#   make test        pytest on tests/, then every notebook on the smoke profile, validated by nbval
+# Both create .venv and install the package on first use.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Re-install when the dependency list changes; otherwise install only once.
+STAMP := $(VENV)/.ecmeta-installed
+# Pinned and installed first: an unpinned torch pulls a multi-GB CUDA build.
+TORCH_PIN := torch==2.13.0
+PROFILE ?= quick
+PYTEST_ARGS ?=
+EXECUTED := notebooks/_executed
+
+# The venv comes first on PATH, so the notebooks' kernel and every tool are the venv's.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export MPLBACKEND := Agg
+# Silences a debugger warning that ipykernel prints on every kernel start.
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
+
+.PHONY: help install test pytest notebooks nbval reproduce lab bench lint clean
+
+help:
+	@echo "make reproduce [PROFILE=smoke|quick|paper]  run notebooks/ in order, write figures/"
+	@echo "make test                                    pytest + notebooks (smoke) + nbval"
+	@echo "make lab                                     JupyterLab on notebooks/"
+	@echo "make bench                                   run every script in benchmarks/"
+	@echo "make lint                                    ruff check"
+	@echo "make clean                                   remove .venv and generated files"
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install $(TORCH_PIN)
+	$(BIN)/pip install -e '.[dev]'
+	touch $@
+
+test: pytest notebooks nbval
+
+pytest: $(STAMP)
+	$(BIN)/pytest tests $(PYTEST_ARGS)
+
+# Smoke runs write their figures next to the executed notebooks, not over figures/.
+notebooks: $(STAMP)
+	$(BIN)/python notebooks/run_notebooks.py --profile smoke --out $(EXECUTED) \
+		--figures-dir $(EXECUTED)/figures
+
+nbval: $(STAMP)
+	$(BIN)/pytest --nbval-lax --nbval-current-env \
+		--nbval-sanitize-with notebooks/nbval_sanitize.cfg $(EXECUTED)
+
+reproduce: $(STAMP)
+	$(BIN)/python notebooks/run_notebooks.py --profile $(PROFILE) --out $(EXECUTED) \
+		--figures-dir figures
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab --notebook-dir=notebooks
+
+bench: $(STAMP)
+	for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python "$$script"; done
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+# Keeps figures/ (committed results) and results/ (the training cache).
+clean:
+	rm -rf $(VENV) $(EXECUTED) build *.egg-info .pytest_cache .hypothesis .ruff_cache
+	find . -path ./.git -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
