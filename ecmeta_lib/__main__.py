@@ -1,0 +1,68 @@
+"""Command line: ``python -m ecmeta_lib {run,report,status}``.
+
+    python -m ecmeta_lib run --profile quick --seeds 0 1 2 --workers 2
+    python -m ecmeta_lib report --profile quick --figures figures
+    python -m ecmeta_lib status --profile quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def _parser() -> argparse.ArgumentParser:
+    from .training import METHODS
+
+    p = argparse.ArgumentParser(prog="python -m ecmeta_lib", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    for name, text in (("run", "train every (method, seed) not finished yet"),
+                       ("report", "write Fig. 3, the adaptation plot and the results table"),
+                       ("status", "list the grid's runs and whether they finished")):
+        s = sub.add_parser(name, help=text)
+        s.add_argument("--profile", default="quick", help="smoke | quick | paper")
+        s.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+        s.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+        s.add_argument("--results", default="results", help="root directory of the runs")
+        s.add_argument("--task-seed", type=int, default=0,
+                       help="seed of the system and the nine conditions")
+        if name == "run":
+            s.add_argument("--workers", type=int, default=1, help="parallel worker processes")
+            s.add_argument("--device", default="auto", help="auto | cpu | cuda")
+            s.add_argument("--no-progress", action="store_true")
+        if name == "report":
+            s.add_argument("--figures", default="figures", help="output directory")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from . import plots, runner
+
+    if args.command == "run":
+        table = runner.run_grid(args.profile, args.methods, args.seeds, workers=args.workers,
+                                results_root=args.results, task_seed=args.task_seed,
+                                device=args.device, progress=not args.no_progress)
+        print(table.to_string(index=False))
+    elif args.command == "status":
+        table = runner.run_table(args.profile, args.methods, args.seeds,
+                                 results_root=args.results, task_seed=args.task_seed)
+        print(table.to_string(index=False))
+    else:
+        table = runner.run_table(args.profile, args.methods, args.seeds,
+                                 results_root=args.results, task_seed=args.task_seed)
+        base = runner.baselines(args.profile, results_root=args.results,
+                                task_seed=args.task_seed)
+        finals = runner.load_finals(table)
+        plots.fig3(runner.load_curves(table), base, args.figures)
+        res = plots.results_table(finals, base, args.figures)
+        if "pearl" in args.methods:
+            plots.adaptation(runner.load_adaptation(table), base, finals, args.figures)
+        print(plots.table_markdown(res))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

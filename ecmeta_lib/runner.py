@@ -1,0 +1,275 @@
+"""The experiment grid: (method x seed) runs for a profile, cached, resumable and parallel.
+
+Layout on disk::
+
+    results/<profile>/<run-id>/config.json      full config of the run (what the id hashes)
+                              /checkpoint.pt    written by training; a killed run resumes from it
+                              /curve.csv        learning curve on T1-T3
+                              /train_log.csv    training diagnostics
+                              /final.csv        final policy on T1-T3 through the harness
+                              /adaptation.csv   PEARL only: latency against context transitions
+                              /done.json        marker: the run finished (with its wall time)
+    results/<profile>/baselines-<hash>.csv      oracle, greedy and random on T1-T3
+
+The run id is ``<method>-s<seed>-<hash>``, the hash covering the profile, method, seed, task seed
+and package version, so a changed config gets a new directory instead of a stale result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, is_dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from . import __version__
+from .conditions import DT_NAMES, TEST_NAMES, make_task_set
+from .env import EdgeCloudEnv
+from .evaluation import bootstrap_ci, evaluate
+from .policies import GreedyPolicy, RandomPolicy
+from .training import (
+    METHODS,
+    adaptation_curve,
+    collect_context,
+    config_hash,
+    get_profile,
+    load_agent,
+    train,
+)
+
+DEFAULT_RESULTS = Path("results")
+ADAPT_CONTEXT = (0, 1, 2, 5, 10, 20, 50)
+
+
+def _jsonable(obj: Any) -> Any:
+    if is_dataclass(obj):
+        return _jsonable(asdict(obj))
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    return obj
+
+
+def _hash(payload: dict[str, Any]) -> str:
+    text = json.dumps(_jsonable(payload), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One cell of the grid."""
+
+    method: str
+    seed: int
+    profile: str
+    task_seed: int = 0
+
+    def config(self) -> dict[str, Any]:
+        return {"method": self.method, "seed": self.seed, "task_seed": self.task_seed,
+                "profile": _jsonable(get_profile(self.profile)), "version": __version__}
+
+    @property
+    def run_id(self) -> str:
+        key = config_hash(self.method, get_profile(self.profile), self.seed, self.task_seed)
+        return f"{self.method}-s{self.seed}-{key[:10]}"
+
+
+def validate_grid(profile: str, methods: Sequence[str], seeds: Sequence[int]) -> None:
+    get_profile(profile)  # raises on an unknown profile
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; valid: {', '.join(METHODS)}")
+    if not seeds:
+        raise ValueError("at least one seed is needed")
+    bad = [s for s in seeds if not isinstance(s, int) or s < 0]
+    if bad:
+        raise ValueError(f"seeds must be non-negative integers, got {bad}")
+
+
+def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(_jsonable(payload), indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def _execute(spec: RunSpec, run_dir: str, device: str) -> dict[str, Any]:
+    """Train one run (resuming if a checkpoint exists), then PEARL's adaptation curves."""
+    path = Path(run_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    cfg_file = path / "config.json"
+    if cfg_file.exists():
+        if json.loads(cfg_file.read_text()) != _jsonable(spec.config()):
+            raise RuntimeError(f"{cfg_file} does not match the run's config; refusing to reuse it")
+    else:
+        _write_json_atomic(cfg_file, spec.config())
+    start = time.perf_counter()
+    train(spec.method, spec.profile, spec.seed, path, task_seed=spec.task_seed, device=device,
+          progress=False, num_threads=1)
+    if spec.method == "pearl" and not (path / "adaptation.csv").exists():
+        profile = get_profile(spec.profile)
+        task_set = make_task_set(spec.task_seed, profile.env.system, profile.env.conditions)
+        agent = load_agent(path)
+        frames = [adaptation_curve(agent, name, n_context=ADAPT_CONTEXT,
+                                   eval_slots=profile.final_slots, task_set=task_set,
+                                   config=profile.env)
+                  for name in TEST_NAMES]
+        out = pd.concat(frames, ignore_index=True).assign(method=spec.method, seed=spec.seed)
+        tmp = path / "adaptation.csv.tmp"
+        out.to_csv(tmp, index=False)
+        os.replace(tmp, path / "adaptation.csv")
+    done = {"run_id": spec.run_id, "wall_s": time.perf_counter() - start}
+    _write_json_atomic(path / "done.json", done)
+    return done
+
+
+def run_grid(profile: str, methods: Sequence[str] = METHODS, seeds: Sequence[int] = (0, 1, 2), *,
+             workers: int = 1, results_root: Path | str = DEFAULT_RESULTS, task_seed: int = 0,
+             device: str = "auto", progress: bool = True) -> pd.DataFrame:
+    """Run every (method, seed) of the grid that is not finished yet; return the run table."""
+    validate_grid(profile, methods, seeds)
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    root = Path(results_root) / profile
+    root.mkdir(parents=True, exist_ok=True)
+    specs = [RunSpec(m, int(s), profile, task_seed) for m in methods for s in seeds]
+    todo = [s for s in specs if not (root / s.run_id / "done.json").exists()]
+    bar = tqdm(total=len(specs), initial=len(specs) - len(todo), desc=f"grid[{profile}]",
+               disable=not progress)
+    if todo and workers == 1:
+        for spec in todo:
+            bar.set_postfix_str(spec.run_id)
+            _execute(spec, str(root / spec.run_id), device)
+            bar.update()
+    elif todo:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+            futures = {pool.submit(_execute, s, str(root / s.run_id), device): s for s in todo}
+            for fut in as_completed(futures):
+                fut.result()  # re-raise a worker's error with its message
+                bar.set_postfix_str(futures[fut].run_id)
+                bar.update()
+    bar.close()
+    return run_table(profile, methods, seeds, results_root=results_root, task_seed=task_seed)
+
+
+def run_table(profile: str, methods: Sequence[str] = METHODS, seeds: Sequence[int] = (0, 1, 2), *,
+              results_root: Path | str = DEFAULT_RESULTS, task_seed: int = 0) -> pd.DataFrame:
+    """One row per grid cell with its directory and whether it finished."""
+    root = Path(results_root) / profile
+    rows = []
+    for m in methods:
+        for s in seeds:
+            spec = RunSpec(m, int(s), profile, task_seed)
+            done = root / spec.run_id / "done.json"
+            wall = json.loads(done.read_text())["wall_s"] if done.exists() else float("nan")
+            rows.append({"method": m, "seed": s, "run_id": spec.run_id,
+                         "dir": str(root / spec.run_id), "done": done.exists(), "wall_s": wall})
+    return pd.DataFrame(rows)
+
+
+def _gather(table: pd.DataFrame, filename: str) -> pd.DataFrame:
+    frames = []
+    for row in table.itertuples():
+        path = Path(row.dir) / filename
+        if row.done and path.exists():
+            frames.append(pd.read_csv(path).assign(method=row.method, seed=row.seed))
+    if not frames:
+        raise FileNotFoundError(f"no finished run has {filename}; run the grid first")
+    return pd.concat(frames, ignore_index=True)
+
+
+def load_curves(table: pd.DataFrame) -> pd.DataFrame:
+    """Learning curves of every finished run (method, seed, env_steps, condition, latency)."""
+    return _gather(table, "curve.csv")
+
+
+def load_finals(table: pd.DataFrame) -> pd.DataFrame:
+    """Final evaluations of every finished run on T1-T3."""
+    return _gather(table, "final.csv")
+
+
+def load_adaptation(table: pd.DataFrame) -> pd.DataFrame:
+    """PEARL's adaptation curves of every finished PEARL run."""
+    return _gather(table[table.method == "pearl"], "adaptation.csv")
+
+
+def load_train_logs(table: pd.DataFrame) -> pd.DataFrame:
+    return _gather(table, "train_log.csv")
+
+
+def baselines(profile: str, *, results_root: Path | str = DEFAULT_RESULTS, task_seed: int = 0,
+              seed: int = 12345) -> pd.DataFrame:
+    """Oracle, greedy and random on T1-T3 with the profile's evaluation budget (cached on disk)."""
+    prof = get_profile(profile)
+    key = _hash({"profile": prof, "task_seed": task_seed, "seed": seed, "version": __version__})
+    path = Path(results_root) / profile / f"baselines-{key}.csv"
+    if path.exists():
+        return pd.read_csv(path)
+    task_set = make_task_set(task_seed, prof.env.system, prof.env.conditions)
+    rows = []
+    for name in TEST_NAMES:
+        for policy in (GreedyPolicy(), RandomPolicy(seed=seed)):
+            res = evaluate(policy, name, n_slots=prof.final_slots, seed=seed,
+                           task_set=task_set, config=prof.env)
+            rows.append({"method": policy.name, "condition": name, **res.summary})
+            if policy.name == "greedy":  # the oracle's line comes with every evaluation
+                oracle_lat = res.per_slot["oracle_latency_s"].to_numpy()
+                lo, hi = bootstrap_ci(oracle_lat, seed=seed)
+                rows.append({"method": "oracle", "condition": name,
+                             "mean_latency_s": float(oracle_lat.mean()), "ci_low_s": lo,
+                             "ci_high_s": hi, "gap_to_oracle_pct": 0.0,
+                             "accuracy_violation_rate": float("nan"),
+                             "cloud_share": float("nan")})
+    out = pd.DataFrame(rows)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    out.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+    return out
+
+
+def latent_posteriors(run_dir: Path | str, profile: str, *,
+                      n_context: Sequence[int] = ADAPT_CONTEXT, repeats: int = 3,
+                      task_seed: int = 0) -> pd.DataFrame:
+    """Posterior q(z|c) of a trained PEARL run on every condition (six DTs and T1-T3) as the
+    context grows: one row per (condition, n_context, repeat) with the posterior mean projected
+    on its first two principal components (z0, z1, fitted on the largest contexts) and the mean
+    posterior variance (the narrowing of the posterior)."""
+    prof = get_profile(profile)
+    agent = load_agent(run_dir)
+    if agent.encoder is None:
+        raise ValueError(f"{run_dir} is not a PEARL run (its agent has no context encoder)")
+    task_set = make_task_set(task_seed, prof.env.system, prof.env.conditions)
+    rows, mus = [], []
+    for name in DT_NAMES + TEST_NAMES:
+        env = EdgeCloudEnv(condition=name, task_set=task_set, config=prof.env)
+        for rep in range(repeats):
+            full = collect_context(agent, env, max(n_context), seed=7_000 + rep)
+            for n in n_context:
+                ctx = {k: v[:n] for k, v in full.items()}
+                with torch.no_grad():
+                    mu, var = agent.posterior(ctx if n > 0 else None)
+                mus.append(mu.cpu().numpy())
+                rows.append({"condition": name, "kind": "DT" if name in DT_NAMES else "test",
+                             "n_context": int(n), "repeat": rep,
+                             "posterior_var": float(var.mean())})
+    out = pd.DataFrame(rows)
+    mu = np.asarray(mus)
+    big = (out.n_context == max(n_context)).to_numpy()
+    center = mu[big].mean(axis=0)
+    _, _, vt = np.linalg.svd(mu[big] - center, full_matrices=False)
+    proj = (mu - center) @ vt[:2].T
+    out["z0"] = proj[:, 0]
+    out["z1"] = proj[:, 1] if proj.shape[1] > 1 else 0.0
+    return out
