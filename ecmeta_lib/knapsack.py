@@ -17,6 +17,9 @@ Solution order, cheapest first, every path exact:
 
 from __future__ import annotations
 
+from bisect import bisect_right, insort
+from itertools import accumulate
+
 import numpy as np
 
 _EPS = 1e-12
@@ -59,31 +62,24 @@ def solve_p2(saving: np.ndarray, memory_mb: np.ndarray, max_count: int, memory_c
 
 def _branch_and_bound(v: np.ndarray, w: np.ndarray, k_max: int, cap: float,
                       node_limit: int) -> np.ndarray | None:
-    """Depth-first B&B; returns the chosen indices into v, or None past `node_limit` nodes."""
-    order = np.argsort(-(v / w), kind="stable")
-    v, w = v[order], w[order]
-    n = v.size
-    k_max = min(k_max, n)
-    cum_v = np.concatenate([[0.0], np.cumsum(v)])
-    cum_w = np.concatenate([[0.0], np.cumsum(w)])
-    # best_r[i, r]: sum of the r largest values among items i..n-1 (cardinality bound)
-    idx = np.arange(n)
-    suffix = np.where(idx[None, :] >= idx[:, None], v[None, :], 0.0)
-    suffix = -np.sort(-suffix, axis=1)
-    best_r = np.concatenate([np.zeros((n, 1)), np.cumsum(suffix, axis=1)], axis=1)
-    best_r = np.concatenate([best_r, np.zeros((1, n + 1))], axis=0)
-    vl, wl, cum_vl, cum_wl = v.tolist(), w.tolist(), cum_v.tolist(), cum_w.tolist()
-    best_rl = best_r.tolist()
+    """Depth-first B&B; returns the chosen indices into v, or None past `node_limit` nodes.
 
-    def bound(i: int, k: int, room: float) -> float:
-        # fractional knapsack on memory from item i on, capped by the cardinality bound
-        target = cum_wl[i] + room
-        t = int(np.searchsorted(cum_w, target, side="right")) - 1  # items i..t-1 fit whole
-        t = max(t, i)
-        frac = cum_vl[t] - cum_vl[i]
-        if t < n:
-            frac += vl[t] * (target - cum_wl[t]) / wl[t]
-        return min(frac, best_rl[i][k_max - k])
+    Instances have a few dozen items, so per-call overhead rules: the tables are Python lists and
+    the bound is inlined (numpy calls on scalars cost microseconds each).
+    """
+    order = np.argsort(-(v / w), kind="stable")
+    vl, wl = v[order].tolist(), w[order].tolist()
+    n = len(vl)
+    k_max = min(k_max, n)
+    cum_v, cum_w = [0.0, *accumulate(vl)], [0.0, *accumulate(wl)]
+    # top[i][r]: sum of the r largest values among items i..n-1 (cardinality bound)
+    top: list[list[float]] = [[0.0] * (k_max + 1) for _ in range(n + 1)]
+    desc: list[float] = []  # negated values of items i..n-1, ascending
+    for i in range(n - 1, -1, -1):
+        insort(desc, -vl[i])
+        row = [0.0, *accumulate(-x for x in desc[:k_max])]
+        row.extend([row[-1]] * (k_max + 1 - len(row)))
+        top[i] = row
 
     # incumbent: greedy in density order under both constraints
     inc_val, inc_set, room, k = 0.0, [], cap, 0
@@ -95,7 +91,7 @@ def _branch_and_bound(v: np.ndarray, w: np.ndarray, k_max: int, cap: float,
             k += 1
     nodes = 0
     path: list[int] = []
-    # explicit stack of (item index, count, room, value, path length, include?)
+    # explicit stack of (item index, count, room, value, path length)
     stack = [(0, 0, cap, 0.0, 0)]
     while stack:
         i, k, room, val, plen = stack.pop()
@@ -105,7 +101,16 @@ def _branch_and_bound(v: np.ndarray, w: np.ndarray, k_max: int, cap: float,
             return None
         # extend greedily while items fit: each include is the "left" child; push the exclusions
         while i < n and k < k_max:
-            if val + bound(i, k, room) <= inc_val + _EPS:
+            # bound: fractional knapsack on memory from item i on, capped by the best k_max - k
+            target = cum_w[i] + room
+            t = bisect_right(cum_w, target, i) - 1  # items i..t-1 fit whole
+            bound = cum_v[t] - cum_v[i]
+            if t < n:
+                bound += vl[t] * (target - cum_w[t]) / wl[t]
+            card = top[i][k_max - k]
+            if card < bound:
+                bound = card
+            if val + bound <= inc_val + _EPS:
                 break
             if wl[i] <= room:
                 stack.append((i + 1, k, room, val, len(path)))  # exclude branch, explored later
