@@ -96,7 +96,8 @@ class SystemConfig:
             raise ValueError(f"cloud_gflops must be positive, got {self.cloud_gflops}")
         _check_range("ds_keep_range", self.ds_keep_range, low=1e-6)
         if self.ds_keep_range[1] > 1.0:
-            raise ValueError(f"ds_keep_range: a kept fraction cannot exceed 1, got {self.ds_keep_range}")
+            raise ValueError(
+                f"ds_keep_range: a kept fraction cannot exceed 1, got {self.ds_keep_range}")
         for name in ("local_gflops_range", "ap_rate_mbps_range", "cloud_rate_mbps_range",
                      "bandwidth_mhz_range", "distance_m_range", "task_kb_range",
                      "result_kb_range"):
@@ -113,7 +114,7 @@ class SystemConfig:
 
 @dataclass(frozen=True)
 class ConditionConfig:
-    """How AI service function conditions (one per digital twin) are drawn and upgraded (SPEC §2.2)."""
+    """How AI service function conditions (one per digital twin) are drawn and upgraded (§2.2)."""
 
     flop_per_bit_range: Range = (300.0, 3000.0)
     """rho_u^j, compute intensity, FLOP per bit of (pre-processed) input; |F| draws, sorted."""
@@ -170,4 +171,5 @@ class EnvConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.episode_slots, int) or self.episode_slots < 1:
-            raise ValueError(f"episode_slots must be a positive integer, got {self.episode_slots!r}")
+            raise ValueError(
+                f"episode_slots must be a positive integer, got {self.episode_slots!r}")

@@ -209,3 +209,21 @@ def latent_scatter(latents: pd.DataFrame, out_dir: Path | str | None = None,
     fig.tight_layout()
     _save(fig, out_dir, stem)
     return fig
+
+
+def posterior_narrowing(latents: pd.DataFrame, out_dir: Path | str | None = None,
+                        stem: str = "posterior_narrowing") -> plt.Figure:
+    """Mean posterior variance of z against the number of context transitions, per condition."""
+    _style()
+    fig, ax = plt.subplots(figsize=(5.8, 4.2))
+    data = latents.assign(n_plot=np.maximum(latents.n_context, 0.5))
+    sns.lineplot(data=data, x="n_plot", y="posterior_var", hue="condition", style="kind",
+                 markers=True, errorbar=None, ax=ax)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("context transitions (0 = prior, shown at 0.5)")
+    ax.set_ylabel("mean posterior variance of z")
+    ax.set_title("the posterior narrows as context grows")
+    fig.tight_layout()
+    _save(fig, out_dir, stem)
+    return fig

@@ -49,6 +49,16 @@ from .training import (
 )
 
 DEFAULT_RESULTS = Path("results")
+
+
+def project_root(start: Path | str | None = None) -> Path:
+    """The repository root (the folder holding pyproject.toml) above `start` (default: cwd), so
+    notebooks find results/ and figures/ whatever folder their kernel runs in."""
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "pyproject.toml").is_file() and (folder / "ecmeta_lib").is_dir():
+            return folder
+    raise FileNotFoundError(f"no ecmeta project (pyproject.toml + ecmeta_lib/) above {here}")
 ADAPT_CONTEXT = (0, 1, 2, 5, 10, 20, 50)
 
 
