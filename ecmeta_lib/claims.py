@@ -45,7 +45,8 @@ def tail_instability(curves: pd.DataFrame, fraction: float = 0.5) -> pd.Series:
     out = {}
     for seed, g in curves.groupby("seed"):
         g = g.sort_values("env_steps")
-        tail = g.mean_latency_s.to_numpy()[int(len(g) * (1 - fraction)):]
+        values = g.mean_latency_s.to_numpy()
+        tail = values[min(int(len(values) * (1 - fraction)), max(len(values) - 2, 0)):]
         out[seed] = float(tail.std() / tail.mean()) if tail.size > 1 else float("nan")
     return pd.Series(out)
 
@@ -104,8 +105,9 @@ def check_claims(curves: pd.DataFrame, finals: pd.DataFrame) -> pd.DataFrame:
     inst = {}
     for method in sorted(curves.method.unique()):
         g = curves[curves.method == method]
-        inst[method] = float(np.nanmean([tail_instability(g[g.condition == c]).mean()
-                                         for c in TEST_NAMES]))
+        per_cond = [tail_instability(g[g.condition == c]).mean() for c in TEST_NAMES]
+        finite = [v for v in per_cond if np.isfinite(v)]
+        inst[method] = float(np.mean(finite)) if finite else float("nan")
     if "pearl" in inst and "sac_dt" in inst:
         per_seed = []
         for cond in TEST_NAMES:
@@ -114,7 +116,7 @@ def check_claims(curves: pd.DataFrame, finals: pd.DataFrame) -> pd.DataFrame:
             common = p.index.intersection(d.index)
             per_seed.extend(100 * (d[common] - p[common]).to_numpy())
         m, lo, hi = mean_ci(per_seed)
-        most_stable = min(inst, key=inst.get)
+        most_stable = min(inst, key=lambda k: np.nan_to_num(inst[k], nan=np.inf))
         verdict = _verdict(lo, hi, m)
         if verdict == "supported" and most_stable != "pearl":
             verdict = "partly"
