@@ -72,8 +72,13 @@ class EdgeCloudEnv(gym.Env):
         self.task_set = task_set or make_task_set(task_seed, self.config.system,
                                                   self.config.conditions)
         self.system: System = self.task_set.system
-        self.condition: Condition = self._resolve(condition)
         scfg = self.config.system
+        sizes = (self.system.n_users, self.system.n_servers, self.system.n_methods)
+        if sizes != (scfg.n_users, scfg.n_servers, scfg.n_methods):
+            raise ValueError(f"task_set system has (users, servers, methods) = {sizes} but the "
+                             f"config says {(scfg.n_users, scfg.n_servers, scfg.n_methods)}; "
+                             "pass the EnvConfig the task set was built with")
+        self.condition: Condition = self._resolve(condition)
         u, h = scfg.n_users, scfg.n_servers
         self.action_space = spaces.MultiDiscrete(
             np.tile([scfg.n_methods, h + 1, scfg.n_models], u).astype(np.int64))
