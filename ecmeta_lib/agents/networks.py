@@ -10,11 +10,12 @@ Two architectures share one interface:
 
 * ``flat`` (the paper's profile): plain MLPs over the flat observation (and action, latent z).
 * ``structured`` (ours): one network shared by all users, applied to
-  ``[user features, learned user embedding, user action one-hot, z, mean over users]`` whose
-  per-user outputs are averaged (critic) or read as that user's logits (actor). The reward is minus
-  a mean over users, so a mean of per-user values matches its shape; the mean-pooled features (which
-  include the pooled action, i.e. the load put on every edge server) carry the coupling between
-  users through the servers' capacities.
+  ``[user features, learned user embedding, z, mean over users of (features, action)]``; the actor
+  reads that user's logits from it, the critic one value per joint user action, selected by the
+  user's action and averaged over users. The reward is minus a mean over users, so a mean of
+  per-user values matches its shape; the mean-pooled features (which include the pooled action,
+  i.e. the load put on every edge server) carry the coupling between users through the servers'
+  capacities.
 
 Inputs: ``obs`` (B, U*D), ``action`` (B, U, A) one-hots or probabilities, ``z`` (B, L) or None.
 """
@@ -153,16 +154,44 @@ class StructuredActor(_PerUser):
 
 
 class StructuredCritic(_PerUser):
-    """Q(s, a, z) = mean over users of a shared per-user value (ours)."""
+    """Q(s, a, z) = mean over users of q_u(a_u), one network shared by all users (ours).
+
+    The shared network reads ``[x_u, e_u, z, mean_u(x_u, a_u)]`` - the users' pooled actions carry
+    the load every edge server gets - and outputs one value per joint per-user action (|M| (|H|+1)
+    |F| = 45 values, as the discrete SAC of the paper's ref. [10] outputs a value per action).
+    ``q_u(a_u)`` is read off with the outer product of the user's head one-hots; given the actor's
+    probabilities instead, the same product is the exact expectation of q_u over the user's own
+    action (only the 1/|U| pooled term stays relaxed, as in eqs. 26-27).
+    """
 
     def __init__(self, spec: ActionSpec, latent_dim: int, hidden: int, n_layers: int,
                  embed_dim: int) -> None:
         super().__init__(spec, latent_dim, embed_dim, with_action=True)
-        self.net = mlp(self.in_dim, hidden, n_layers, 1)
+        self.in_dim -= spec.action_width  # the user's own action is not an input ...
+        n_joint = 1
+        for h in spec.heads:
+            n_joint *= h
+        self.net = mlp(self.in_dim, hidden, n_layers, n_joint)  # ... it selects an output
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor,
                 z: torch.Tensor | None) -> torch.Tensor:
-        return self.net(self.features(obs, action, z)).squeeze(-1).mean(dim=1)
+        b, u = obs.shape[0], self.spec.n_users
+        x = obs.view(b, u, self.spec.obs_per_user)
+        pooled = torch.cat([x, action], dim=-1).mean(dim=1, keepdim=True).expand(b, u, -1)
+        parts = [x, self.embed.unsqueeze(0).expand(b, u, -1), pooled]
+        if z is not None:
+            parts.append(z.unsqueeze(1).expand(b, u, z.shape[-1]))
+        values = self.net(torch.cat(parts, dim=-1))  # (B, U, n_joint)
+        return (joint_action(action, self.spec) * values).sum(-1).mean(dim=1)
+
+
+def joint_action(action: torch.Tensor, spec: ActionSpec) -> torch.Tensor:
+    """(B, U, sum(heads)) per-head one-hots/probabilities -> (B, U, prod(heads)) outer product."""
+    parts = torch.split(action, list(spec.heads), dim=-1)
+    out = parts[0]
+    for p in parts[1:]:
+        out = (out.unsqueeze(-1) * p.unsqueeze(-2)).flatten(-2)
+    return out
 
 
 def build_actor(arch: str, spec: ActionSpec, latent_dim: int, hidden: int, n_layers: int,

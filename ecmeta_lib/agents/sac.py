@@ -5,7 +5,8 @@ baselines (SAC_AiSF_i, SAC_DT, SAC_T_M); with ``latent_dim > 0`` it carries the 
 q_phi(z|c) and becomes PEARL's agent (paper Sec. IV-D, Algorithm 1).
 
 Losses (paper eqs. 21-29; r is the reward times ``reward_scale``; H is the entropy summed over
-users and heads, eq. 25):
+users and heads, eq. 25; the temperature xi multiplies H / |U|, the entropy per user, matching
+the critic, which is a mean over users - so one xi scale fits any number of users):
 
 * critic (each twin i): (Q_i(s, a, z) - y)^2, y = r + gamma [min_i Q^_i(s', a^', z) + xi H(a^')],
   a^' the target actor's probabilities at s' (eq. 24); no terminal states exist (episodes are
@@ -267,7 +268,7 @@ class DiscreteSACAgent(nn.Module):
                 ent_n, probs_n = entropy_and_probs(self.actor_target(next_obs, zd), spec)
                 q_n = torch.min(self.critic1_target(next_obs, probs_n, zd),
                                 self.critic2_target(next_obs, probs_n, zd))
-                y = rew + cfg.gamma * (q_n + xi * ent_n)
+                y = rew + cfg.gamma * (q_n + xi * ent_n / spec.n_users)
         q1, q2 = self.critic1(obs, act, z), self.critic2(obs, act, z)
         critic_loss = _finite("critic loss", ((q1 - y) ** 2).mean() + ((q2 - y) ** 2).mean())
         total = critic_loss
@@ -282,18 +283,29 @@ class DiscreteSACAgent(nn.Module):
             with torch.no_grad():
                 ent, _ = entropy_and_probs(self.actor(obs, zd), spec)
             t_loss = _finite("temperature loss",
-                             (self.log_temperature.exp() * (ent - self.target_entropy)).mean())
+                             (self.log_temperature.exp()
+                              * (ent - self.target_entropy) / spec.n_users).mean())
             self._step(self.temperature_opt, t_loss)
             diag["temperature_loss"] = float(t_loss.detach())
         if epoch % lambda2 == 0:
-            ent, probs = entropy_and_probs(self.actor(obs, zd), spec)
-            q_pi = torch.min(self.critic1(obs, probs, zd), self.critic2(obs, probs, zd))
-            a_loss = _finite("actor loss", (-xi * ent - q_pi).mean())
-            self._step(self.actor_opt, a_loss)
+            a_loss, ent = self.actor_loss(obs, zd)
+            self._step(self.actor_opt, _finite("actor loss", a_loss))
             self.soft_update()
             diag.update(actor_loss=float(a_loss.detach()), entropy=float(ent.mean().detach()))
         diag["temperature"] = self.temperature
         return diag
+
+    def actor_loss(self, obs: torch.Tensor,
+                   z: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eq. (27): mean of -xi H(pi(s, z)) - min_i Q_i(s, pi(s, z), z), and the entropy (B,).
+
+        z is detached here (whatever the caller passes): the actor loss never reaches the encoder.
+        """
+        zd = None if z is None else z.detach()
+        ent, probs = entropy_and_probs(self.actor(obs, zd), self.spec)
+        q_pi = torch.min(self.critic1(obs, probs, zd), self.critic2(obs, probs, zd))
+        xi = self.log_temperature.exp().detach()
+        return (-xi * ent / self.spec.n_users - q_pi).mean(), ent
 
     @torch.no_grad()
     def soft_update(self) -> None:

@@ -1,0 +1,139 @@
+"""Training: profiles, a smoke meta-training run, bit-exact resume, refused checkpoints, NaNs."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from ecmeta_lib.agents import NonFiniteLossError
+from ecmeta_lib.config import EnvConfig, SystemConfig
+from ecmeta_lib.evaluation import evaluate
+from ecmeta_lib.policies import RandomPolicy
+from ecmeta_lib.training import (
+    CURVE_COLUMNS,
+    METHODS,
+    PROFILES,
+    CheckpointError,
+    Profile,
+    adaptation_curve,
+    get_profile,
+    load_agent,
+    train,
+    training_conditions,
+)
+
+TINY_ENV = EnvConfig(system=SystemConfig(n_users=4, n_servers=2, es_gflops=(60.0, 120.0),
+                                         es_memory_gb=(24.0, 32.0), es_cores=(2, 3)))
+TINY = replace(PROFILES["smoke"], name="tiny", env=TINY_ENV, iterations=5, checkpoint_every=2,
+               eval_every=2, final_slots=3)
+
+
+def test_profiles_exist_and_paper_matches_table_1() -> None:
+    assert set(PROFILES) == {"smoke", "quick", "paper"}
+    p = get_profile("paper")
+    a = p.agent
+    assert (a.lr, a.hidden, a.n_layers, a.kl_weight, a.arch) == (3e-5, 700, 5, 0.1, "flat")
+    assert (p.batch_size, p.lambda1, p.lambda2, p.t_train, p.k_prime) == (256, 10, 40, 40, 2)
+    with pytest.raises(ValueError, match="unknown profile"):
+        get_profile("fast")
+
+
+@pytest.mark.parametrize("bad", [dict(iterations=0), dict(batch_size=-1), dict(lambda2=99),
+                                 dict(context_size=10_000), dict(eval_context=-1)])
+def test_profile_rejects_bad_values(bad) -> None:
+    with pytest.raises(ValueError):
+        replace(PROFILES["smoke"], **bad)
+
+
+def test_methods_and_their_training_conditions() -> None:
+    assert training_conditions("pearl") == training_conditions("sac_dt")
+    assert len(training_conditions("sac_dt")) == 6
+    assert training_conditions("sac_t_m") == ("T1", "T2", "T3")
+    assert training_conditions("sac_aisf_2") == ("T2",)
+    assert len(METHODS) == 6
+    with pytest.raises(ValueError, match="unknown method"):
+        training_conditions("sac_aisf_4")
+
+
+def test_smoke_pearl_beats_random_and_writes_outputs(tmp_path) -> None:
+    res = train("pearl", "smoke", 0, tmp_path, progress=False)
+    curve = pd.read_csv(tmp_path / "curve.csv")
+    assert list(curve.columns) == CURVE_COLUMNS
+    assert set(curve.condition) == {"T1", "T2", "T3"}
+    assert (np.diff(curve.env_steps.unique()) > 0).all()
+    log = pd.read_csv(tmp_path / "train_log.csv")
+    assert {"critic_loss", "actor_loss", "temperature", "kl", "entropy"} <= set(log.columns)
+    final = pd.read_csv(tmp_path / "final.csv")
+    assert list(final.condition) == ["T1", "T2", "T3"]
+    assert (final.gap_to_oracle_pct > 0).all()
+    prof = get_profile("smoke")
+    rnd = evaluate(RandomPolicy(seed=0), "T1", n_slots=prof.final_slots, seed=3_000,
+                   with_oracle=False).summary["mean_latency_s"]
+    assert final.mean_latency_s.iloc[0] < rnd
+    agent = load_agent(tmp_path)
+    ad = adaptation_curve(agent, "T1", n_context=(0, 2, 5), eval_slots=4, seed=0)
+    assert list(ad.n_context) == [0, 2, 5] and np.isfinite(ad.mean_latency_s).all()
+    assert res.best_iteration >= 1
+
+
+class Killed(Exception):
+    pass
+
+
+def _kill_at(n: int):
+    def hook(it, agent):
+        if it == n:
+            raise Killed
+    return hook
+
+
+@pytest.mark.parametrize("method", ["pearl", "sac_t_m"])
+def test_resume_after_kill_equals_uninterrupted(tmp_path, method) -> None:
+    torch.set_num_threads(1)
+    full = train(method, TINY, 3, tmp_path / "full", progress=False)
+    with pytest.raises(Killed):
+        train(method, TINY, 3, tmp_path / "cut", progress=False, hook=_kill_at(3))
+    resumed = train(method, TINY, 3, tmp_path / "cut", progress=False)
+    assert resumed.resumed_from == 2  # checkpoint_every=2: iteration 3 is redone
+    pd.testing.assert_frame_equal(full.curve, resumed.curve)
+    pd.testing.assert_frame_equal(full.final, resumed.final)
+    a, b = full.agent.state_dict(), resumed.agent.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    pd.testing.assert_frame_equal(full.train_log, resumed.train_log)
+
+
+def test_corrupt_and_mismatched_checkpoints_are_refused(tmp_path) -> None:
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        train("sac_aisf_1", TINY, 0, tmp_path / "bad", progress=False)
+    train("sac_aisf_1", TINY, 0, tmp_path / "run", progress=False)
+    with pytest.raises(CheckpointError, match="method"):
+        train("sac_aisf_2", TINY, 0, tmp_path / "run", progress=False)
+    with pytest.raises(CheckpointError, match="config_hash"):
+        train("sac_aisf_1", replace(TINY, batch_size=8), 0, tmp_path / "run", progress=False)
+    with pytest.raises(CheckpointError, match="no trained agent"):
+        load_agent(tmp_path / "bad")
+
+
+def test_nan_loss_stops_with_clear_error_and_keeps_checkpoint(tmp_path) -> None:
+    def poison(it, agent):
+        if it == 2:
+            with torch.no_grad():
+                for p in agent.critic1.parameters():
+                    p.fill_(float("nan"))
+
+    with pytest.raises(NonFiniteLossError, match="critic loss"):
+        train("sac_aisf_1", TINY, 0, tmp_path, progress=False, hook=poison)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    assert state["iteration"] == 2
+    assert all(torch.isfinite(v).all() for v in state["agent"]["model"].values())
+
+
+def test_profile_type_errors() -> None:
+    with pytest.raises(TypeError):
+        Profile(**{**PROFILES["smoke"].__dict__, "agent": "sac"})
