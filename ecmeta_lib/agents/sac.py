@@ -18,7 +18,7 @@ the critic, which is a mean over users - so one xi scale fits any number of user
   The paper writes xi (H + H_bar) with H_bar = 3|U| while calling H_bar "the negative of the action
   dimensions"; both readings push xi to zero for a discrete policy (its entropy is >= 0 > -3|U|), so
   ``target_entropy="paper"`` (H_target = -3|U|) is kept as an option and the default is a fraction
-  of the maximum entropy (docs/AGENTS.md gives the evidence).
+  of the maximum entropy (the evidence is in `ecmeta_lib.training`'s docstring).
 
 All sampling uses the agent's own ``torch.Generator`` (checkpointed), so runs are reproducible.
 """

@@ -1,0 +1,104 @@
+"""Agent update throughput at the `quick` and `paper` profile sizes, against this machine's matmul.
+
+Prints (no asserts): updates per second (one update = one epoch of Algorithm 1 on K' conditions,
+averaged over a lambda2 cycle, so temperature and actor steps are included at their cadence),
+the analytic FLOPs of one update, and the achieved FLOP/s as a fraction of the machine's own
+measured torch matmul FLOP/s (same thread count, same run).
+
+FLOP count: a Linear layer costs 2 * in * out FLOPs per row; the structured networks apply their
+layers once per user (rows = batch * users). Forward + backward = 3x forward for every network a
+loss is differentiated through (critics in the critic and actor losses, actor, encoder); target
+networks and no-grad passes count 1x. Elementwise ops (softmax, outer products) are ignored.
+
+Usage: python benchmarks/bench_agents.py [--threads N] [--profiles quick,paper]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from ecmeta_lib.agents import ActionSpec, DiscreteSACAgent
+from ecmeta_lib.training import get_profile
+
+
+def linear_flops(module: nn.Module, rows_per_sample: int) -> float:
+    """Forward FLOPs per sample of all Linear layers in `module`."""
+    return float(sum(2 * m.in_features * m.out_features for m in module.modules()
+                     if isinstance(m, nn.Linear)) * rows_per_sample)
+
+
+def update_flops(agent: DiscreteSACAgent, n: int, n_ctx: int, lambda1: int, lambda2: int) -> float:
+    """Analytic FLOPs of one epoch (n = K' * batch samples, n_ctx context transitions in all)."""
+    rows = agent.spec.n_users if agent.cfg.arch == "structured" else 1
+    fa, fc = linear_flops(agent.actor, rows), linear_flops(agent.critic1, rows)
+    total = 3 * 2 * fc * n  # twin critics, forward + backward
+    if agent.cfg.gamma > 0:
+        total += (fa + 2 * fc) * n  # target actor and target critics, forward only
+    if agent.encoder is not None:
+        total += 3 * linear_flops(agent.encoder, 1) * n_ctx
+    total += fa * n / lambda1  # temperature: actor forward, no grad
+    total += (3 * fa + 3 * 2 * fc) * n / lambda2  # actor loss through actor and both critics
+    return total
+
+
+def matmul_gflops(size: int = 1024, repeats: int = 20) -> float:
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    for _ in range(3):
+        a @ b
+    t = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size**3 * repeats / (time.perf_counter() - t) / 1e9
+
+
+def bench(profile_name: str, n_updates: int) -> None:
+    prof = get_profile(profile_name)
+    spec = ActionSpec(n_users=prof.env.system.n_users,
+                      obs_per_user=prof.env.system.n_servers + 6,
+                      heads=(prof.env.system.n_methods, prof.env.system.n_servers + 1,
+                             prof.env.system.n_models))
+    agent = DiscreteSACAgent(spec, prof.agent, seed=0)  # PEARL's agent (with encoder)
+    rng = np.random.default_rng(0)
+    kp, b, c = prof.k_prime, prof.batch_size, prof.context_size
+
+    def data(n: int) -> dict[str, np.ndarray]:
+        return {"obs": rng.random((n, spec.obs_dim), dtype=np.float32),
+                "next_obs": rng.random((n, spec.obs_dim), dtype=np.float32),
+                "action": rng.integers(0, spec.heads, size=(n, spec.n_users, 3)),
+                "reward": -rng.random(n).astype(np.float32)}
+
+    batches, contexts = [data(b) for _ in range(kp)], [data(c) for _ in range(kp)]
+    agent.update(batches, contexts, 1, 1, 1)  # warm-up
+    t = time.perf_counter()
+    for epoch in range(1, n_updates + 1):
+        agent.update(batches, contexts, epoch, prof.lambda1, prof.lambda2)
+    dt = (time.perf_counter() - t) / n_updates
+    flops = update_flops(agent, kp * b, kp * c, prof.lambda1, prof.lambda2)
+    peak = matmul_gflops()
+    achieved = flops / dt / 1e9
+    print(f"[{profile_name}] arch={prof.agent.arch} hidden={prof.agent.hidden}x"
+          f"{prof.agent.n_layers} batch={kp}x{b}: {1 / dt:8.2f} updates/s, "
+          f"{flops / 1e9:7.3f} GFLOP/update, {achieved:6.1f} GFLOP/s achieved, "
+          f"matmul {peak:6.1f} GFLOP/s -> {100 * achieved / peak:5.1f}% of matmul")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--profiles", default="quick,paper")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {args.threads} thread(s), matmul 1024^2: "
+          f"{matmul_gflops():.1f} GFLOP/s")
+    for name in args.profiles.split(","):
+        # a lambda2 cycle at paper size (40 epochs) takes a while; quick cycles are short
+        bench(name, n_updates=get_profile(name).lambda2 * (1 if name == "paper" else 40))
+
+
+if __name__ == "__main__":
+    main()
