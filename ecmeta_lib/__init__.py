@@ -30,7 +30,20 @@ __version__ = "0.1.0"
 if ENV_ID not in gym.registry:
     gym.register(id=ENV_ID, entry_point="ecmeta_lib.env:EdgeCloudEnv")
 
-__all__ = [
+# Training pulls in torch; load it only when one of its names is asked for.
+_TRAINING_NAMES = ("METHODS", "PROFILES", "Profile", "adaptation_curve", "get_profile",
+                   "load_agent", "train")
+
+
+def __getattr__(name: str):
+    if name in _TRAINING_NAMES:
+        from . import training
+
+        return getattr(training, name)
+    raise AttributeError(f"module 'ecmeta_lib' has no attribute {name!r}")
+
+
+__all__ = [*_TRAINING_NAMES,
     "CONDITION_NAMES", "DT_NAMES", "TEST_NAMES", "ENV_ID", "Condition", "ConditionConfig",
     "EdgeCloudEnv", "EnvConfig", "OptionTable", "SlotOutcome", "System", "SystemConfig",
     "TaskSet", "UserState", "make_task_set", "option_table", "run_slot", "solve_p2",
