@@ -86,7 +86,7 @@ METHODS: tuple[str, ...] = ("pearl", "sac_dt", "sac_t_m", "sac_aisf_1", "sac_ais
                             "sac_aisf_3")
 CHECKPOINT = "checkpoint.pt"
 BEST_AGENT = "agent.pt"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
 CURVE_SEED = 1_000
 """Slot-state seed of every learning-curve evaluation on T1-T3 (common to all methods)."""
 VALIDATION_SEED = 2_000
@@ -191,18 +191,20 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke", description="seconds: CI tests and notebooks under CI",
-        agent=SACConfig(arch="structured", hidden=32, n_layers=1, embed_dim=4, latent_dim=4,
+        agent=SACConfig(arch="structured", hidden=32, n_layers=1, embed_dim=4, latent_dim=2,
                         encoder_hidden=32, encoder_layers=1, lr=3e-3, temperature_lr=3e-3,
-                        target_entropy=0.3, init_temperature=0.05),
+                        target_entropy=0.3, init_temperature=0.05, per_user_reward=True,
+                        latent_per_user=True),
         iterations=10, collect_steps=10, initial_random_steps=10, t_train=6, k_prime=2,
         lambda1=1, lambda2=1, batch_size=32, buffer_capacity=200, context_size=8,
         context_capacity=40, eval_every=5, eval_slots=4, val_slots=4, eval_context=4,
         final_slots=4, checkpoint_every=2),
     "quick": Profile(
         name="quick", description="make reproduce default: the Fig. 3 grid in ~30 min on 2 cores",
-        agent=SACConfig(arch="structured", hidden=64, n_layers=2, embed_dim=16, latent_dim=8,
+        agent=SACConfig(arch="structured", hidden=64, n_layers=2, embed_dim=16, latent_dim=4,
                         encoder_hidden=64, encoder_layers=2, lr=1e-3, temperature_lr=3e-3,
-                        tau=0.02, target_entropy=0.3, init_temperature=0.05),
+                        tau=0.02, target_entropy=0.3, init_temperature=0.05,
+                        per_user_reward=True, latent_per_user=True),
         iterations=100, collect_steps=20, initial_random_steps=40, t_train=8, k_prime=2,
         lambda1=1, lambda2=1, batch_size=64, buffer_capacity=4000, context_size=32,
         context_capacity=200, eval_every=10, eval_slots=20, val_slots=20, eval_context=20,
@@ -281,8 +283,8 @@ def collect_context(agent: DiscreteSACAgent, env: EdgeCloudEnv, n: int,
     for _ in range(n):
         z = agent.infer_z(buf.recent(n), sample=True)
         action = agent.act(obs, z, greedy=False)
-        next_obs, reward, _, truncated, _ = env.step(action)
-        buf.add(obs, action, reward, next_obs)
+        next_obs, reward, _, truncated, info = env.step(action)
+        buf.add(obs, action, reward, next_obs, info["latency"])
         obs = env.reset()[0] if truncated else next_obs
     agent.generator.set_state(gen_state)  # adaptation does not disturb the agent's training RNG
     return buf.recent(n)
@@ -329,7 +331,7 @@ class PEARLPolicy:
     def observe(self, obs, action, reward, next_obs, info) -> None:
         buf = self._online_buf
         if self.online and buf is not None and buf.size < self.n_context:
-            buf.add(obs, action, reward, next_obs)
+            buf.add(obs, action, reward, next_obs, info["latency"])
             self.z = self.agent.infer_z(buf.recent(buf.size), sample=False)
 
 
@@ -523,9 +525,9 @@ def train(method: str, profile: str | Profile, seed: int, run_dir: str | os.Path
                     action = rng.integers(0, env.action_space.nvec).astype(np.int64)
                 else:
                     action = agent.act(obs, z, greedy=False)
-                next_obs, reward, _, truncated, _ = env.step(action)
-                replay[n].add(obs, action, reward, next_obs)
-                ctxbuf[n].add(obs, action, reward, next_obs)
+                next_obs, reward, _, truncated, info = env.step(action)
+                replay[n].add(obs, action, reward, next_obs, info["latency"])
+                ctxbuf[n].add(obs, action, reward, next_obs, info["latency"])
                 obs = env.reset()[0] if truncated else next_obs
             env_steps += n_steps
         # lines 6-19: T_train epochs on K' sampled conditions

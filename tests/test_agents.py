@@ -11,9 +11,11 @@ from ecmeta_lib.agents import (
     ContextBuffer,
     ContextEncoder,
     DiscreteSACAgent,
+    PerUserContextEncoder,
     ReplayBuffer,
     SACConfig,
 )
+from ecmeta_lib.agents.networks import one_hot_actions
 from ecmeta_lib.config import EnvConfig, SystemConfig
 from ecmeta_lib.env import EdgeCloudEnv
 from ecmeta_lib.slot import run_slot
@@ -88,8 +90,8 @@ def _context(n: int, seed: int = 0) -> dict[str, np.ndarray]:
     obs, _ = env.reset(seed=seed)
     for _ in range(n):
         a = rng.integers(0, env.action_space.nvec)
-        nxt, r, _, _, _ = env.step(a)
-        buf.add(obs, a, r, nxt)
+        nxt, r, _, _, info = env.step(a)
+        buf.add(obs, a, r, nxt, info["latency"])
         obs = nxt
     return buf.recent(n)
 
@@ -129,11 +131,13 @@ def test_posterior_narrows_as_context_grows() -> None:
     assert (prev < var1).all()
 
 
-def _pearl_agent() -> tuple[DiscreteSACAgent, list[dict], list[dict]]:
+def _pearl_agent(per_user: bool = False) -> tuple[DiscreteSACAgent, list[dict], list[dict]]:
     env = small_env("G1")
     spec = ActionSpec.from_env(env)
     agent = DiscreteSACAgent(spec, SACConfig(hidden=16, n_layers=1, latent_dim=3,
-                                             encoder_hidden=16, encoder_layers=1), seed=0)
+                                             encoder_hidden=16, encoder_layers=1,
+                                             per_user_reward=per_user, latent_per_user=per_user),
+                             seed=0)
     c = _context(16)
     rng = np.random.default_rng(0)
     idx = rng.integers(0, 16, size=8)
@@ -141,11 +145,13 @@ def _pearl_agent() -> tuple[DiscreteSACAgent, list[dict], list[dict]]:
     return agent, [batch], [c]
 
 
-def test_actor_loss_does_not_reach_the_encoder() -> None:
-    agent, batches, contexts = _pearl_agent()
+@pytest.mark.parametrize("per_user", [False, True])
+def test_actor_loss_does_not_reach_the_encoder(per_user) -> None:
+    agent, batches, contexts = _pearl_agent(per_user)
     obs = torch.as_tensor(batches[0]["obs"])
     mu, var = agent.posterior(contexts[0])
-    z = ContextEncoder.sample(mu, var).expand(obs.shape[0], -1)  # z WITH a graph to the encoder
+    z = ContextEncoder.sample(mu, var)  # z WITH a graph to the encoder
+    z = z.expand(obs.shape[0], *z.shape)
     loss, _ = agent.actor_loss(obs, z)
     loss.backward()
     for p in agent.encoder.parameters():
@@ -154,10 +160,11 @@ def test_actor_loss_does_not_reach_the_encoder() -> None:
                for p in agent.actor.parameters())
 
 
-def test_encoder_learns_only_from_critic_and_kl() -> None:
+@pytest.mark.parametrize("per_user", [False, True])
+def test_encoder_learns_only_from_critic_and_kl(per_user) -> None:
     """During a full update (critic, temperature and actor all stepping) exactly one backward pass
     - the critic + KL loss - reaches the encoder."""
-    agent, batches, contexts = _pearl_agent()
+    agent, batches, contexts = _pearl_agent(per_user)
     calls = []
     first = next(agent.encoder.parameters())
     first.register_hook(lambda g: calls.append(float(g.abs().sum())))
@@ -216,3 +223,107 @@ def test_replay_buffer_roundtrip_and_wraparound() -> None:
     a, b = buf.sample(10, rng1), other.sample(10, rng2)
     for k, v in a.items():
         np.testing.assert_array_equal(v, b[k])
+
+
+# --- per-user reward decomposition and per-user latents (ours) -------------------------------
+def _per_user_encoder() -> tuple[PerUserContextEncoder, ActionSpec]:
+    spec = ActionSpec.from_env(small_env())
+    torch.manual_seed(0)
+    return PerUserContextEncoder(spec, latent_dim=3, hidden=16, n_layers=1, embed_dim=4), spec
+
+
+def _post_u(enc, c: dict[str, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    return enc.posterior(torch.as_tensor(c["obs"]), torch.as_tensor(c["action"]),
+                         torch.as_tensor(c["latency"]))
+
+
+def test_per_user_encoder_shapes_invariance_and_narrowing() -> None:
+    enc, spec = _per_user_encoder()
+    c = _context(20)
+    mu0, var0 = _post_u(enc, {k: v[:0] for k, v in c.items()})
+    assert torch.equal(mu0, torch.zeros(2, 3)) and torch.equal(var0, torch.ones(2, 3))
+    mu, var = _post_u(enc, c)
+    assert mu.shape == var.shape == (spec.n_users, 3)
+    perm = np.random.default_rng(1).permutation(20)
+    mu2, var2 = _post_u(enc, {k: v[perm] for k, v in c.items()})
+    torch.testing.assert_close(mu, mu2, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(var, var2, rtol=1e-5, atol=1e-6)
+    _, var5 = _post_u(enc, {k: v[:5] for k, v in c.items()})
+    assert (var < var5).all()
+    # a user's posterior depends on its own latencies only through its own factors
+    c2 = {k: v.copy() for k, v in c.items()}
+    c2["latency"][:, 1] *= 3.0
+    mu3, _ = _post_u(enc, c2)
+    torch.testing.assert_close(mu3[0], mu[0])
+    assert not torch.allclose(mu3[1], mu[1])
+    kl = PerUserContextEncoder.kl_to_prior(mu, var)
+    torch.testing.assert_close(kl, ContextEncoder.kl_to_prior(mu, var).mean())
+
+
+def test_per_user_agent_z_shape_and_acting() -> None:
+    agent, _, contexts = _pearl_agent(per_user=True)
+    mu, var = agent.posterior(contexts[0])
+    assert mu.shape == var.shape == agent.latent_shape == (2, 3)
+    assert agent.posterior(None)[0].shape == (2, 3)
+    z = agent.infer_z(contexts[0], sample=True)
+    obs, _ = small_env().reset(seed=0)
+    a = agent.act(obs, z, greedy=True)
+    assert a.shape == (6,)
+    # user 0's logits do not depend on user 1's latent beyond the pooled features (none here)
+    o = torch.as_tensor(obs).reshape(1, -1)
+    z1 = z.clone().unsqueeze(0)
+    z2 = z1.clone()
+    z2[0, 1] += 1.0
+    l1, l2 = agent.actor(o, z1), agent.actor(o, z2)
+    torch.testing.assert_close(l1[0, 0], l2[0, 0])
+    assert not torch.allclose(l1[0, 1], l2[0, 1])
+
+
+def test_per_user_reward_critic_targets_each_users_latency() -> None:
+    env = small_env()
+    spec = ActionSpec.from_env(env)
+    cfg = SACConfig(hidden=16, n_layers=1, embed_dim=4, per_user_reward=True)
+    agent = DiscreteSACAgent(spec, cfg, seed=0)
+    batch = _context(16)
+    obs = torch.as_tensor(batch["obs"])
+    act = one_hot_actions(torch.as_tensor(batch["action"]), spec)
+    with torch.no_grad():
+        y = -torch.as_tensor(batch["latency"]) * cfg.reward_scale
+        want = sum(((c.per_user(obs, act, None) - y) ** 2).mean()
+                   for c in (agent.critic1, agent.critic2))
+        # the reward is minus the users' mean latency: mean_u y_u is the scaled reward
+        torch.testing.assert_close(y.mean(1), torch.as_tensor(batch["reward"]) * cfg.reward_scale)
+    diag = agent.update([batch], None, epoch=1, lambda1=1, lambda2=1)
+    assert diag["critic_loss"] == pytest.approx(float(want), rel=1e-5)
+    no_lat = {**batch, "latency": np.full_like(batch["latency"], np.nan)}
+    with pytest.raises(ValueError, match="per-user latency"):
+        agent.update([no_lat], None, epoch=1, lambda1=1, lambda2=1)
+
+
+def test_per_user_critic_with_discount_runs() -> None:
+    agent = DiscreteSACAgent(ActionSpec.from_env(small_env()),
+                             SACConfig(hidden=8, n_layers=1, embed_dim=4, gamma=0.5,
+                                       per_user_reward=True, latent_per_user=True, latent_dim=2,
+                                       encoder_hidden=8, encoder_layers=1), seed=0)
+    c = _context(8)
+    diag = agent.update([c], [c], epoch=1, lambda1=1, lambda2=1)
+    assert np.isfinite(diag["critic_loss"]) and np.isfinite(diag["kl"])
+
+
+@pytest.mark.parametrize("flag", ["per_user_reward", "latent_per_user"])
+def test_per_user_options_need_structured_arch(flag) -> None:
+    with pytest.raises(ValueError, match="structured"):
+        SACConfig(arch="flat", **{flag: True})
+    with pytest.raises(ValueError, match="bool"):
+        SACConfig(**{flag: 1})
+
+
+def test_buffer_keeps_per_user_latency_through_checkpoint() -> None:
+    buf = ReplayBuffer(4, 4, (2, 3))
+    buf.add(np.zeros(4), np.zeros(6), -0.5, np.zeros(4), np.array([0.2, 0.8]))
+    buf.add(np.zeros(4), np.zeros(6), -0.5, np.zeros(4))
+    np.testing.assert_array_equal(buf.recent(2)["latency"][0], np.float32([0.2, 0.8]))
+    assert np.isnan(buf.recent(2)["latency"][1]).all()
+    other = ReplayBuffer(4, 4, (2, 3))
+    other.load_state_dict(buf.state_dict())
+    np.testing.assert_array_equal(other.recent(2)["latency"], buf.recent(2)["latency"])

@@ -5,9 +5,9 @@ buffers), `encoder` (PEARL's q_phi(z|c)), `sac` (the agent, its config and losse
 """
 
 from .buffers import ContextBuffer, ReplayBuffer
-from .encoder import ContextEncoder
+from .encoder import ContextEncoder, PerUserContextEncoder
 from .networks import ActionSpec
 from .sac import DiscreteSACAgent, NonFiniteLossError, SACConfig
 
 __all__ = ["ActionSpec", "ContextBuffer", "ContextEncoder", "DiscreteSACAgent",
-           "NonFiniteLossError", "ReplayBuffer", "SACConfig"]
+           "NonFiniteLossError", "PerUserContextEncoder", "ReplayBuffer", "SACConfig"]

@@ -4,6 +4,11 @@ Observations are stored as float16 (every feature is scaled to [0, 1], so the ro
 1e-3) to keep checkpoints of six conditions' buffers small; the same rounding applies to every run,
 so a resumed run sees exactly the data an uninterrupted one does. Sampling takes an explicit
 ``numpy.random.Generator`` so that the trainer owns (and checkpoints) all randomness.
+
+Besides the scalar reward, every transition can carry the per-user latency vector (U,) (the env's
+``info["latency"]``; the controller observes each user's service latency): the per-user reward
+decomposition and the per-user context encoder learn from it. Transitions added without it store
+NaN there, and an agent that needs it refuses such a batch.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ class ReplayBuffer:
         self.next_obs = np.zeros((capacity, obs_dim), np.float16)
         self.action = np.zeros((capacity, *action_shape), np.int8)
         self.reward = np.zeros(capacity, np.float32)
+        self.latency = np.full((capacity, action_shape[0]), np.nan, np.float32)
         self.ptr = 0
         self.size = 0
 
@@ -37,8 +43,10 @@ class ReplayBuffer:
         return self.size
 
     def add(self, obs: np.ndarray, action: np.ndarray, reward: float,
-            next_obs: np.ndarray) -> None:
+            next_obs: np.ndarray, latency: np.ndarray | None = None) -> None:
+        """Store one transition; ``latency`` is the per-user latency vector (U,) in s, if known."""
         i = self.ptr
+        self.latency[i] = np.nan if latency is None else np.asarray(latency, np.float32)
         self.obs[i] = obs
         self.action[i] = np.asarray(action).reshape(self.action.shape[1:])
         self.reward[i] = reward
@@ -58,7 +66,7 @@ class ReplayBuffer:
     def take(self, idx: np.ndarray) -> dict[str, np.ndarray]:
         return {"obs": self.obs[idx].astype(np.float32),
                 "action": self.action[idx].astype(np.int64), "reward": self.reward[idx],
-                "next_obs": self.next_obs[idx].astype(np.float32)}
+                "latency": self.latency[idx], "next_obs": self.next_obs[idx].astype(np.float32)}
 
     def recent(self, n: int) -> dict[str, np.ndarray]:
         """The ``n`` most recent transitions (fewer if the buffer holds fewer)."""
@@ -70,7 +78,8 @@ class ReplayBuffer:
         n = self.size
         return {"capacity": self.capacity, "ptr": self.ptr, "size": n,
                 "obs": self.obs[:n].copy(), "next_obs": self.next_obs[:n].copy(),
-                "action": self.action[:n].copy(), "reward": self.reward[:n].copy()}
+                "action": self.action[:n].copy(), "reward": self.reward[:n].copy(),
+                "latency": self.latency[:n].copy()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state["capacity"] != self.capacity or state["obs"].shape[1:] != self.obs.shape[1:]:
@@ -79,6 +88,9 @@ class ReplayBuffer:
         self.ptr, self.size = state["ptr"], n
         self.obs[:n], self.next_obs[:n] = state["obs"], state["next_obs"]
         self.action[:n], self.reward[:n] = state["action"], state["reward"]
+        self.latency[:] = np.nan
+        if "latency" in state:
+            self.latency[:n] = state["latency"]
 
 
 class ContextBuffer(ReplayBuffer):

@@ -78,3 +78,72 @@ class ContextEncoder(nn.Module):
     def kl_to_prior(mu: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
         """KL(N(mu, var) || N(0, I)) summed over latent dimensions."""
         return 0.5 * (var + mu.pow(2) - 1.0 - var.log()).sum(dim=-1)
+
+
+class PerUserContextEncoder(nn.Module):
+    """q_phi(z_u | c) for every user u: one latent per user (ours).
+
+    Each user's AI service function is drawn and upgraded independently (SPEC 2.2), so a condition
+    is a set of per-user regimes that one global z cannot describe. The encoder is shared by the
+    users: for user u and transition n an MLP maps ``[x_u, e_u, a_u, r_u]`` - the user's
+    observation slice, a learned per-user embedding (the encoder's own), the user's action
+    one-hots and its latency times ``-reward_scale`` - to a Gaussian factor
+    N(mu_{u,n}, sigma_{u,n}^2) in R^L; the posterior of z_u is the product of the user's factors
+    over the transitions (permutation invariant, narrowing with the context), the prior N(0, I)
+    per user. Shapes: posterior (..., U, L).
+
+    Args:
+        spec: the environment's shapes.
+        latent_dim: L, the dimension of each z_u.
+        hidden, n_layers: the per-(user, transition) MLP.
+        embed_dim: width of the learned per-user embedding.
+        use_next_obs: also feed the user's slice of s'.
+        reward_scale: multiplies minus the latency before encoding (keeps it O(1)).
+    """
+
+    def __init__(self, spec: ActionSpec, latent_dim: int, hidden: int, n_layers: int,
+                 embed_dim: int, use_next_obs: bool = False, reward_scale: float = 1.0) -> None:
+        super().__init__()
+        self.spec, self.latent_dim, self.use_next_obs = spec, latent_dim, use_next_obs
+        self.reward_scale = reward_scale
+        self.embed = nn.Parameter(torch.randn(spec.n_users, embed_dim) * 0.1)
+        d = spec.obs_per_user
+        in_dim = d * (2 if use_next_obs else 1) + embed_dim + spec.action_width + 1
+        self.net = mlp(in_dim, hidden, n_layers, 2 * latent_dim)
+
+    def factors(self, obs: torch.Tensor, action: torch.Tensor, latency: torch.Tensor,
+                next_obs: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-(transition, user) (mu, sigma^2), each (..., N, U, L).
+
+        ``obs`` (..., N, U*D); ``action`` (..., N, U, n_heads) integers; ``latency`` (..., N, U).
+        """
+        u, d = self.spec.n_users, self.spec.obs_per_user
+        lead = obs.shape[:-1]
+        x = obs.reshape(*lead, u, d)
+        parts = [x, self.embed.expand(*lead, u, self.embed.shape[-1]),
+                 one_hot_actions(action, self.spec),
+                 (-latency * self.reward_scale).unsqueeze(-1)]
+        if self.use_next_obs:
+            parts.insert(1, next_obs.reshape(*lead, u, d))
+        out = self.net(torch.cat(parts, dim=-1))
+        mu, raw = out.split(self.latent_dim, dim=-1)
+        return mu, F.softplus(raw) + MIN_VARIANCE
+
+    def posterior(self, obs: torch.Tensor, action: torch.Tensor, latency: torch.Tensor,
+                  next_obs: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior (mu, sigma^2), each (..., U, L), from a context of N >= 0 transitions."""
+        if obs.shape[-2] == 0:
+            shape = (*obs.shape[:-2], self.spec.n_users, self.latent_dim)
+            return obs.new_zeros(shape), obs.new_ones(shape)
+        mu_n, var_n = self.factors(obs, action, latency, next_obs)
+        precision = (1.0 / var_n).sum(dim=-3)
+        var = 1.0 / precision
+        mu = var * (mu_n / var_n).sum(dim=-3)
+        return mu, var
+
+    sample = staticmethod(ContextEncoder.sample)
+
+    @staticmethod
+    def kl_to_prior(mu: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
+        """Mean over users of KL(N(mu_u, var_u) || N(0, I)) (each summed over dimensions)."""
+        return ContextEncoder.kl_to_prior(mu, var).mean(dim=-1)

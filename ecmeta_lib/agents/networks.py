@@ -17,7 +17,9 @@ Two architectures share one interface:
   i.e. the load put on every edge server) carry the coupling between users through the servers'
   capacities.
 
-Inputs: ``obs`` (B, U*D), ``action`` (B, U, A) one-hots or probabilities, ``z`` (B, L) or None.
+Inputs: ``obs`` (B, U*D), ``action`` (B, U, A) one-hots or probabilities, ``z`` (B, L) or None;
+the structured networks also take per-user latents ``z`` (B, U, L) (PEARL with
+``latent_per_user``): user u's input then carries its own z_u instead of a broadcast global z.
 """
 
 from __future__ import annotations
@@ -80,6 +82,11 @@ def one_hot_actions(actions: torch.Tensor, spec: ActionSpec) -> torch.Tensor:
     return torch.cat(parts, dim=-1)
 
 
+def _user_z(z: torch.Tensor, b: int, u: int) -> torch.Tensor:
+    """(B, L) global or (B, U, L) per-user latents -> (B, U, L)."""
+    return z if z.dim() == 3 else z.unsqueeze(1).expand(b, u, z.shape[-1])
+
+
 def _z_or_empty(z: torch.Tensor | None, batch: int, like: torch.Tensor) -> torch.Tensor:
     if z is None:
         return like.new_zeros(batch, 0)
@@ -137,7 +144,7 @@ class _PerUser(nn.Module):
         pooled = x.mean(dim=1, keepdim=True).expand(b, u, x.shape[-1])
         parts = [x, self.embed.unsqueeze(0).expand(b, u, -1), pooled]
         if z is not None:
-            parts.append(z.unsqueeze(1).expand(b, u, z.shape[-1]))
+            parts.append(_user_z(z, b, u))
         return torch.cat(parts, dim=-1)
 
 
@@ -175,14 +182,20 @@ class StructuredCritic(_PerUser):
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor,
                 z: torch.Tensor | None) -> torch.Tensor:
+        """Q(s, a, z) = mean_u q_u(a_u), (B,)."""
+        return self.per_user(obs, action, z).mean(dim=1)
+
+    def per_user(self, obs: torch.Tensor, action: torch.Tensor,
+                 z: torch.Tensor | None) -> torch.Tensor:
+        """The per-user values q_u(a_u) (or their expectation under probabilities), (B, U)."""
         b, u = obs.shape[0], self.spec.n_users
         x = obs.view(b, u, self.spec.obs_per_user)
         pooled = torch.cat([x, action], dim=-1).mean(dim=1, keepdim=True).expand(b, u, -1)
         parts = [x, self.embed.unsqueeze(0).expand(b, u, -1), pooled]
         if z is not None:
-            parts.append(z.unsqueeze(1).expand(b, u, z.shape[-1]))
+            parts.append(_user_z(z, b, u))
         values = self.net(torch.cat(parts, dim=-1))  # (B, U, n_joint)
-        return (joint_action(action, self.spec) * values).sum(-1).mean(dim=1)
+        return (joint_action(action, self.spec) * values).sum(-1)
 
 
 def joint_action(action: torch.Tensor, spec: ActionSpec) -> torch.Tensor:
@@ -219,7 +232,14 @@ def head_log_probs(logits: torch.Tensor, spec: ActionSpec) -> list[torch.Tensor]
 
 def entropy_and_probs(logits: torch.Tensor, spec: ActionSpec) -> tuple[torch.Tensor, torch.Tensor]:
     """Entropy summed over users and heads (eq. 25), (B,), and the concatenated probs (B, U, A)."""
+    ent_u, probs = user_entropy_and_probs(logits, spec)
+    return ent_u.sum(dim=-1), probs
+
+
+def user_entropy_and_probs(logits: torch.Tensor,
+                           spec: ActionSpec) -> tuple[torch.Tensor, torch.Tensor]:
+    """Entropy of each user's policy summed over its heads, (B, U), and the probs (B, U, A)."""
     logps = head_log_probs(logits, spec)
     probs = [lp.exp() for lp in logps]
-    ent = -sum((p * lp).sum(dim=(-1, -2)) for p, lp in zip(probs, logps, strict=True))
+    ent = -sum((p * lp).sum(dim=-1) for p, lp in zip(probs, logps, strict=True))
     return ent, torch.cat(probs, dim=-1)

@@ -20,6 +20,18 @@ the critic, which is a mean over users - so one xi scale fits any number of user
   ``target_entropy="paper"`` (H_target = -3|U|) is kept as an option and the default is a fraction
   of the maximum entropy (the evidence is in `ecmeta_lib.training`'s docstring).
 
+Two options of ours (both need the structured networks; the ``paper`` profile keeps them off):
+
+* ``per_user_reward`` (credit assignment): the reward is minus the mean of the users' latencies,
+  and the controller observes each user's latency (``info["latency"]``), so each per-user value
+  q_u(a_u) of the structured critic is regressed on its own target
+  y_u = -latency_u * reward_scale + gamma [min_i q^_{i,u}(s', a^'_u) + xi H_u(a^')] (mean over
+  users and batch); Q = mean_u q_u then still estimates the reward's target. The actor objective
+  is unchanged (mean_u E_{a_u ~ pi_u} q_u).
+* ``latent_per_user`` (adaptation): one latent z_u per user from `PerUserContextEncoder`
+  (each user's AI service function is drawn independently, so a condition is a set of per-user
+  regimes); z has shape (U, L) and user u's networks read their own z_u. KL = mean over users.
+
 All sampling uses the agent's own ``torch.Generator`` (checkpointed), so runs are reproducible.
 """
 
@@ -34,8 +46,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from .encoder import ContextEncoder
-from .networks import ActionSpec, build_actor, build_critic, entropy_and_probs, one_hot_actions
+from .encoder import ContextEncoder, PerUserContextEncoder
+from .networks import (
+    ActionSpec,
+    build_actor,
+    build_critic,
+    entropy_and_probs,
+    one_hot_actions,
+    user_entropy_and_probs,
+)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -82,6 +101,11 @@ class SACConfig:
     """Rewards (minus mean latency in s) are multiplied by this before learning (ours)."""
     grad_clip: float = 0.0
     """Max gradient norm per optimiser step; 0 = off."""
+    per_user_reward: bool = False
+    """Regress each user's critic value on that user's own latency (ours; 'structured' only)."""
+    latent_per_user: bool = False
+    """PEARL: one latent z_u in R^latent_dim per user from a shared per-user encoder (ours;
+    'structured' only); off: one global z (paper)."""
 
     def __post_init__(self) -> None:
         if self.arch not in ("flat", "structured"):
@@ -100,6 +124,12 @@ class SACConfig:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+        for name in ("per_user_reward", "latent_per_user"):
+            v = getattr(self, name)
+            if not isinstance(v, bool):
+                raise ValueError(f"{name} must be a bool, got {v!r}")
+            if v and self.arch != "structured":
+                raise ValueError(f"{name} needs arch='structured' (per-user networks)")
         if not 0.0 <= self.gamma < 1.0:
             raise ValueError(f"gamma must be in [0, 1), got {self.gamma!r}")
         if not 0.0 < self.tau <= 1.0:
@@ -114,6 +144,15 @@ class SACConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _known_latency(data: dict[str, np.ndarray]) -> np.ndarray:
+    """The per-user latencies (N, U) of a batch/context; refuses transitions stored without them."""
+    lat = data.get("latency")
+    if lat is None or not np.isfinite(lat).all():
+        raise ValueError("per_user_reward / latent_per_user need every transition's per-user "
+                         "latency (add it to the buffers from the env's info['latency'])")
+    return lat
 
 
 def _finite(name: str, value: torch.Tensor) -> torch.Tensor:
@@ -143,10 +182,15 @@ class DiscreteSACAgent(nn.Module):
             self.actor = build_actor(cfg.arch, *args)
             self.critic1 = build_critic(cfg.arch, *args)
             self.critic2 = build_critic(cfg.arch, *args)
-            self.encoder = (ContextEncoder(spec, cfg.latent_dim, cfg.encoder_hidden,
-                                           cfg.encoder_layers, cfg.encoder_next_obs,
-                                           cfg.reward_scale)
-                            if cfg.latent_dim > 0 else None)
+            self.encoder: ContextEncoder | PerUserContextEncoder | None = None
+            if cfg.latent_dim > 0 and cfg.latent_per_user:
+                self.encoder = PerUserContextEncoder(spec, cfg.latent_dim, cfg.encoder_hidden,
+                                                     cfg.encoder_layers, cfg.embed_dim,
+                                                     cfg.encoder_next_obs, cfg.reward_scale)
+            elif cfg.latent_dim > 0:
+                self.encoder = ContextEncoder(spec, cfg.latent_dim, cfg.encoder_hidden,
+                                              cfg.encoder_layers, cfg.encoder_next_obs,
+                                              cfg.reward_scale)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
         self.critic1_target = copy.deepcopy(self.critic1).requires_grad_(False)
         self.critic2_target = copy.deepcopy(self.critic2).requires_grad_(False)
@@ -178,16 +222,26 @@ class DiscreteSACAgent(nn.Module):
         return torch.rand(shape, generator=self.generator).to(self.device)
 
     # --- encoder -------------------------------------------------------------------------
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        """Shape of z: (latent_dim,), or (n_users, latent_dim) with ``latent_per_user``."""
+        if self.cfg.latent_per_user:
+            return (self.spec.n_users, self.cfg.latent_dim)
+        return (self.cfg.latent_dim,)
+
     def posterior(self, context: dict[str, np.ndarray] | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mu, var) of q(z|c), each (latent_dim,), from a context dict of N transitions."""
+        """(mu, var) of q(z|c), each of `latent_shape` - (latent_dim,), or (n_users, latent_dim)
+        with ``latent_per_user`` - from a context dict of N transitions."""
         if self.encoder is None:
             raise RuntimeError("this agent has no context encoder (latent_dim == 0)")
         if context is None or len(context["reward"]) == 0:
-            z0 = torch.zeros(self.cfg.latent_dim, device=self.device)
+            z0 = torch.zeros(self.latent_shape, device=self.device)
             return z0, torch.ones_like(z0)
+        signal = context["reward"]
+        if self.cfg.latent_per_user:
+            signal = _known_latency(context)
         return self.encoder.posterior(
-            self._t(context["obs"]), self._t(context["action"], torch.int64),
-            self._t(context["reward"]),
+            self._t(context["obs"]), self._t(context["action"], torch.int64), self._t(signal),
             self._t(context["next_obs"]) if self.cfg.encoder_next_obs else None)
 
     def infer_z(self, context: dict[str, np.ndarray] | None, *,
@@ -208,7 +262,7 @@ class DiscreteSACAgent(nn.Module):
             greedy: bool = True) -> np.ndarray:
         """Flat int64 action [DS, TA, MS] * U: argmax per head, or a sample (exploration)."""
         o = self._t(obs).reshape(1, -1)
-        zz = None if z is None else z.reshape(1, -1)
+        zz = None if z is None else z.reshape(1, *z.shape)
         logits = self.actor(o, zz)[0]
         out = []
         for part in torch.split(logits, list(self.spec.heads), dim=-1):
@@ -227,8 +281,9 @@ class DiscreteSACAgent(nn.Module):
         for c in contexts:
             mu, var = self.posterior(c)
             eps = torch.randn(mu.shape, generator=self.generator).to(self.device)
-            zs.append((mu + var.sqrt() * eps).unsqueeze(0).expand(batch, -1))
-            kls.append(ContextEncoder.kl_to_prior(mu, var))
+            z = mu + var.sqrt() * eps
+            zs.append(z.unsqueeze(0).expand(batch, *z.shape))
+            kls.append(self.encoder.kl_to_prior(mu, var))
         return torch.cat(zs, dim=0), torch.stack(kls).mean()
 
     def _step(self, opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
@@ -262,15 +317,29 @@ class DiscreteSACAgent(nn.Module):
         zd = None if z is None else z.detach()
         xi = self.log_temperature.exp().detach()
 
-        with torch.no_grad():
-            y = rew
-            if cfg.gamma > 0:
-                ent_n, probs_n = entropy_and_probs(self.actor_target(next_obs, zd), spec)
-                q_n = torch.min(self.critic1_target(next_obs, probs_n, zd),
-                                self.critic2_target(next_obs, probs_n, zd))
-                y = rew + cfg.gamma * (q_n + xi * ent_n / spec.n_users)
-        q1, q2 = self.critic1(obs, act, z), self.critic2(obs, act, z)
-        critic_loss = _finite("critic loss", ((q1 - y) ** 2).mean() + ((q2 - y) ** 2).mean())
+        if cfg.per_user_reward:
+            # per-user targets (B, U): y_u = -latency_u * scale [+ gamma (q^_u + xi H_u)]
+            with torch.no_grad():
+                y = -self._t(_known_latency(cat)) * cfg.reward_scale
+                if cfg.gamma > 0:
+                    ent_n, probs_n = user_entropy_and_probs(self.actor_target(next_obs, zd), spec)
+                    q_n = torch.min(self.critic1_target.per_user(next_obs, probs_n, zd),
+                                    self.critic2_target.per_user(next_obs, probs_n, zd))
+                    y = y + cfg.gamma * (q_n + xi * ent_n)
+            q1u, q2u = self.critic1.per_user(obs, act, z), self.critic2.per_user(obs, act, z)
+            q1 = q1u.mean(dim=1)
+            critic_loss = _finite("critic loss",
+                                  ((q1u - y) ** 2).mean() + ((q2u - y) ** 2).mean())
+        else:
+            with torch.no_grad():
+                y = rew
+                if cfg.gamma > 0:
+                    ent_n, probs_n = entropy_and_probs(self.actor_target(next_obs, zd), spec)
+                    q_n = torch.min(self.critic1_target(next_obs, probs_n, zd),
+                                    self.critic2_target(next_obs, probs_n, zd))
+                    y = rew + cfg.gamma * (q_n + xi * ent_n / spec.n_users)
+            q1, q2 = self.critic1(obs, act, z), self.critic2(obs, act, z)
+            critic_loss = _finite("critic loss", ((q1 - y) ** 2).mean() + ((q2 - y) ** 2).mean())
         total = critic_loss
         diag = {"critic_loss": float(critic_loss.detach()), "q_mean": float(q1.mean().detach())}
         if kl is not None:
