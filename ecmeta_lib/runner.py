@@ -253,9 +253,9 @@ def latent_posteriors(run_dir: Path | str, profile: str, *,
                       n_context: Sequence[int] = ADAPT_CONTEXT, repeats: int = 3,
                       task_seed: int = 0) -> pd.DataFrame:
     """Posterior q(z|c) of a trained PEARL run on every condition (six DTs and T1-T3) as the
-    context grows: one row per (condition, n_context, repeat) with the posterior mean projected
-    on its first two principal components (z0, z1, fitted on the largest contexts) and the mean
-    posterior variance (the narrowing of the posterior)."""
+    context grows: one row per (condition, n_context, repeat) with the posterior mean (flattened
+    over users when z is per user) projected on its first two principal components (z0, z1,
+    fitted on the largest contexts) and the mean posterior variance (its narrowing)."""
     prof = get_profile(profile)
     agent = load_agent(run_dir)
     if agent.encoder is None:
@@ -270,7 +270,7 @@ def latent_posteriors(run_dir: Path | str, profile: str, *,
                 ctx = {k: v[:n] for k, v in full.items()}
                 with torch.no_grad():
                     mu, var = agent.posterior(ctx if n > 0 else None)
-                mus.append(mu.cpu().numpy())
+                mus.append(mu.cpu().numpy().ravel())  # (L,) or per-user (U, L)
                 rows.append({"condition": name, "kind": "DT" if name in DT_NAMES else "test",
                              "n_context": int(n), "repeat": rep,
                              "posterior_var": float(var.mean())})
