@@ -39,8 +39,9 @@ def update_flops(agent: DiscreteSACAgent, n: int, n_ctx: int, lambda1: int, lamb
     total = 3 * 2 * fc * n  # twin critics, forward + backward
     if agent.cfg.gamma > 0:
         total += (fa + 2 * fc) * n  # target actor and target critics, forward only
-    if agent.encoder is not None:
-        total += 3 * linear_flops(agent.encoder, 1) * n_ctx
+    if agent.encoder is not None:  # the per-user encoder runs once per (transition, user)
+        enc_rows = agent.spec.n_users if agent.cfg.latent_per_user else 1
+        total += 3 * linear_flops(agent.encoder, enc_rows) * n_ctx
     total += fa * n / lambda1  # temperature: actor forward, no grad
     total += (3 * fa + 3 * 2 * fc) * n / lambda2  # actor loss through actor and both critics
     return total
@@ -70,7 +71,8 @@ def bench(profile_name: str, n_updates: int) -> None:
         return {"obs": rng.random((n, spec.obs_dim), dtype=np.float32),
                 "next_obs": rng.random((n, spec.obs_dim), dtype=np.float32),
                 "action": rng.integers(0, spec.heads, size=(n, spec.n_users, 3)),
-                "reward": -rng.random(n).astype(np.float32)}
+                "reward": -rng.random(n).astype(np.float32),
+                "latency": rng.random((n, spec.n_users), dtype=np.float32)}
 
     batches, contexts = [data(b) for _ in range(kp)], [data(c) for _ in range(kp)]
     agent.update(batches, contexts, 1, 1, 1)  # warm-up

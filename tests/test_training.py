@@ -77,7 +77,19 @@ def test_smoke_pearl_beats_random_and_writes_outputs(tmp_path) -> None:
     agent = load_agent(tmp_path)
     ad = adaptation_curve(agent, "T1", n_context=(0, 2, 5), eval_slots=4, seed=0)
     assert list(ad.n_context) == [0, 2, 5] and np.isfinite(ad.mean_latency_s).all()
+    # per-user latents (smoke default): the posterior is (U, L) and narrows with the context
+    assert prof.agent.latent_per_user and prof.agent.per_user_reward
+    mu, var = agent.posterior(agent_ctx := _smoke_context(agent, 6))
+    assert mu.shape == var.shape == (prof.env.system.n_users, prof.agent.latent_dim)
+    _, var2 = agent.posterior({k: v[:2] for k, v in agent_ctx.items()})
+    assert (var < var2).all()
     assert res.best_iteration >= 1
+
+
+def _smoke_context(agent, n: int) -> dict[str, np.ndarray]:
+    from ecmeta_lib.env import EdgeCloudEnv
+    from ecmeta_lib.training import collect_context
+    return collect_context(agent, EdgeCloudEnv(condition="T2"), n, seed=5)
 
 
 class Killed(Exception):
@@ -91,13 +103,18 @@ def _kill_at(n: int):
     return hook
 
 
-@pytest.mark.parametrize("method", ["pearl", "sac_t_m"])
-def test_resume_after_kill_equals_uninterrupted(tmp_path, method) -> None:
+TINY_GLOBAL = replace(TINY, name="tiny_global",
+                      agent=replace(TINY.agent, per_user_reward=False, latent_per_user=False))
+
+
+@pytest.mark.parametrize(("method", "profile"), [("pearl", TINY), ("sac_t_m", TINY),
+                                                 ("pearl", TINY_GLOBAL)])
+def test_resume_after_kill_equals_uninterrupted(tmp_path, method, profile) -> None:
     torch.set_num_threads(1)
-    full = train(method, TINY, 3, tmp_path / "full", progress=False)
+    full = train(method, profile, 3, tmp_path / "full", progress=False)
     with pytest.raises(Killed):
-        train(method, TINY, 3, tmp_path / "cut", progress=False, hook=_kill_at(3))
-    resumed = train(method, TINY, 3, tmp_path / "cut", progress=False)
+        train(method, profile, 3, tmp_path / "cut", progress=False, hook=_kill_at(3))
+    resumed = train(method, profile, 3, tmp_path / "cut", progress=False)
     assert resumed.resumed_from == 2  # checkpoint_every=2: iteration 3 is redone
     pd.testing.assert_frame_equal(full.curve, resumed.curve)
     pd.testing.assert_frame_equal(full.final, resumed.final)

@@ -188,14 +188,19 @@ class StructuredCritic(_PerUser):
     def per_user(self, obs: torch.Tensor, action: torch.Tensor,
                  z: torch.Tensor | None) -> torch.Tensor:
         """The per-user values q_u(a_u) (or their expectation under probabilities), (B, U)."""
+        return (joint_action(action, self.spec) * self.values(obs, action, z)).sum(-1)
+
+    def values(self, obs: torch.Tensor, action: torch.Tensor,
+               z: torch.Tensor | None) -> torch.Tensor:
+        """Every user's value of each of its joint actions, (B, U, prod(heads)); ``action`` only
+        enters through the pooled (load) features."""
         b, u = obs.shape[0], self.spec.n_users
         x = obs.view(b, u, self.spec.obs_per_user)
         pooled = torch.cat([x, action], dim=-1).mean(dim=1, keepdim=True).expand(b, u, -1)
         parts = [x, self.embed.unsqueeze(0).expand(b, u, -1), pooled]
         if z is not None:
             parts.append(_user_z(z, b, u))
-        values = self.net(torch.cat(parts, dim=-1))  # (B, U, n_joint)
-        return (joint_action(action, self.spec) * values).sum(-1)
+        return self.net(torch.cat(parts, dim=-1))
 
 
 def joint_action(action: torch.Tensor, spec: ActionSpec) -> torch.Tensor:
