@@ -205,6 +205,9 @@ def latent_scatter(latents: pd.DataFrame, out_dir: Path | str | None = None,
     _style()
     fig, ax = plt.subplots(figsize=(5.4, 4.4))
     sns.scatterplot(data=latents, x="z0", y="z1", hue="condition", style="kind", ax=ax, s=40)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+    ax.set_xlabel("z: first principal component")
+    ax.set_ylabel("z: second principal component")
     ax.set_title("posterior mean of z per condition")
     fig.tight_layout()
     _save(fig, out_dir, stem)
@@ -219,11 +222,12 @@ def posterior_narrowing(latents: pd.DataFrame, out_dir: Path | str | None = None
     data = latents.assign(n_plot=np.maximum(latents.n_context, 0.5))
     sns.lineplot(data=data, x="n_plot", y="posterior_var", hue="condition", style="kind",
                  markers=True, errorbar=None, ax=ax)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("context transitions (0 = prior, shown at 0.5)")
     ax.set_ylabel("mean posterior variance of z")
-    ax.set_title("the posterior narrows as context grows")
+    ax.set_title("posterior of z against the context size")
     fig.tight_layout()
     _save(fig, out_dir, stem)
     return fig

@@ -131,6 +131,25 @@ def test_posterior_narrows_as_context_grows() -> None:
     assert (prev < var1).all()
 
 
+def test_prior_factor_posterior_starts_at_prior_and_only_narrows() -> None:
+    spec = ActionSpec.from_env(small_env())
+    torch.manual_seed(0)
+    enc = ContextEncoder(spec, latent_dim=3, hidden=16, n_layers=1, prior_factor=True)
+    c = _context(40)
+    prev = torch.ones(3)
+    for n in (0, 1, 2, 5, 10, 20, 40):
+        mu, var = _post(enc, {k: v[:n] for k, v in c.items()})
+        assert (var <= prev).all() and (var < 1).all() if n else torch.equal(var, prev)
+        prev = var
+    # the prior is one more factor: precision = 1 + sum of the plain product's precision
+    plain = ContextEncoder(spec, latent_dim=3, hidden=16, n_layers=1)
+    plain.load_state_dict(enc.state_dict())
+    mu_p, var_p = _post(plain, c)
+    mu, var = _post(enc, c)
+    torch.testing.assert_close(1.0 / var, 1.0 / var_p + 1.0)
+    torch.testing.assert_close(mu / var, mu_p / var_p)
+
+
 def _pearl_agent(per_user: bool = False) -> tuple[DiscreteSACAgent, list[dict], list[dict]]:
     env = small_env("G1")
     spec = ActionSpec.from_env(env)

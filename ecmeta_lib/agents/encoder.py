@@ -21,6 +21,19 @@ from .networks import ActionSpec, mlp, one_hot_actions
 MIN_VARIANCE = 1e-7
 
 
+def gaussian_product(mu_n: torch.Tensor, var_n: torch.Tensor, dim: int,
+                     with_prior: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Product of the Gaussian factors N(mu_n, var_n) along `dim`: precisions add up, means are
+    precision-weighted. ``with_prior`` multiplies in the prior N(0, I) as one more factor (ours):
+    the posterior then starts at the prior and can only narrow as transitions arrive, whereas the
+    plain product (PEARL's) can be wider than the prior after one transition."""
+    precision = (1.0 / var_n).sum(dim=dim)
+    if with_prior:
+        precision = precision + 1.0
+    var = 1.0 / precision
+    return var * (mu_n / var_n).sum(dim=dim), var
+
+
 class ContextEncoder(nn.Module):
     """q_phi(z | c) as a product of per-transition Gaussian factors.
 
@@ -31,13 +44,15 @@ class ContextEncoder(nn.Module):
         use_next_obs: feed s' too (the paper's c = (s, a, r, s')). Off by default (ours): slots are
             i.i.d., so s' carries no information about the condition, only input noise.
         reward_scale: multiplies the reward before encoding (keeps it O(1)).
+        prior_factor: multiply the prior into the posterior (see `gaussian_product`).
     """
 
     def __init__(self, spec: ActionSpec, latent_dim: int, hidden: int, n_layers: int,
-                 use_next_obs: bool = False, reward_scale: float = 1.0) -> None:
+                 use_next_obs: bool = False, reward_scale: float = 1.0,
+                 prior_factor: bool = False) -> None:
         super().__init__()
         self.spec, self.latent_dim, self.use_next_obs = spec, latent_dim, use_next_obs
-        self.reward_scale = reward_scale
+        self.reward_scale, self.prior_factor = reward_scale, prior_factor
         in_dim = spec.obs_dim * (2 if use_next_obs else 1) + spec.n_users * spec.action_width + 1
         self.net = mlp(in_dim, hidden, n_layers, 2 * latent_dim)
 
@@ -62,10 +77,7 @@ class ContextEncoder(nn.Module):
             shape = (*obs.shape[:-2], self.latent_dim)
             return obs.new_zeros(shape), obs.new_ones(shape)
         mu_n, var_n = self.factors(obs, action, reward, next_obs)
-        precision = (1.0 / var_n).sum(dim=-2)
-        var = 1.0 / precision
-        mu = var * (mu_n / var_n).sum(dim=-2)
-        return mu, var
+        return gaussian_product(mu_n, var_n, -2, self.prior_factor)
 
     @staticmethod
     def sample(mu: torch.Tensor, var: torch.Tensor,
@@ -99,13 +111,15 @@ class PerUserContextEncoder(nn.Module):
         embed_dim: width of the learned per-user embedding.
         use_next_obs: also feed the user's slice of s'.
         reward_scale: multiplies minus the latency before encoding (keeps it O(1)).
+        prior_factor: multiply the prior into the posterior (see `gaussian_product`).
     """
 
     def __init__(self, spec: ActionSpec, latent_dim: int, hidden: int, n_layers: int,
-                 embed_dim: int, use_next_obs: bool = False, reward_scale: float = 1.0) -> None:
+                 embed_dim: int, use_next_obs: bool = False, reward_scale: float = 1.0,
+                 prior_factor: bool = False) -> None:
         super().__init__()
         self.spec, self.latent_dim, self.use_next_obs = spec, latent_dim, use_next_obs
-        self.reward_scale = reward_scale
+        self.reward_scale, self.prior_factor = reward_scale, prior_factor
         self.embed = nn.Parameter(torch.randn(spec.n_users, embed_dim) * 0.1)
         d = spec.obs_per_user
         in_dim = d * (2 if use_next_obs else 1) + embed_dim + spec.action_width + 1
@@ -136,10 +150,7 @@ class PerUserContextEncoder(nn.Module):
             shape = (*obs.shape[:-2], self.spec.n_users, self.latent_dim)
             return obs.new_zeros(shape), obs.new_ones(shape)
         mu_n, var_n = self.factors(obs, action, latency, next_obs)
-        precision = (1.0 / var_n).sum(dim=-3)
-        var = 1.0 / precision
-        mu = var * (mu_n / var_n).sum(dim=-3)
-        return mu, var
+        return gaussian_product(mu_n, var_n, -3, self.prior_factor)
 
     sample = staticmethod(ContextEncoder.sample)
 

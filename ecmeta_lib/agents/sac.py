@@ -106,6 +106,9 @@ class SACConfig:
     latent_per_user: bool = False
     """PEARL: one latent z_u in R^latent_dim per user from a shared per-user encoder (ours;
     'structured' only); off: one global z (paper)."""
+    posterior_prior_factor: bool = False
+    """PEARL: multiply the prior N(0, I) into the product of per-transition factors, so the
+    posterior starts at the prior and narrows monotonically (ours); off: PEARL's plain product."""
 
     def __post_init__(self) -> None:
         if self.arch not in ("flat", "structured"):
@@ -124,11 +127,11 @@ class SACConfig:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
-        for name in ("per_user_reward", "latent_per_user"):
+        for name in ("per_user_reward", "latent_per_user", "posterior_prior_factor"):
             v = getattr(self, name)
             if not isinstance(v, bool):
                 raise ValueError(f"{name} must be a bool, got {v!r}")
-            if v and self.arch != "structured":
+            if v and name != "posterior_prior_factor" and self.arch != "structured":
                 raise ValueError(f"{name} needs arch='structured' (per-user networks)")
         if not 0.0 <= self.gamma < 1.0:
             raise ValueError(f"gamma must be in [0, 1), got {self.gamma!r}")
@@ -186,11 +189,12 @@ class DiscreteSACAgent(nn.Module):
             if cfg.latent_dim > 0 and cfg.latent_per_user:
                 self.encoder = PerUserContextEncoder(spec, cfg.latent_dim, cfg.encoder_hidden,
                                                      cfg.encoder_layers, cfg.embed_dim,
-                                                     cfg.encoder_next_obs, cfg.reward_scale)
+                                                     cfg.encoder_next_obs, cfg.reward_scale,
+                                                     cfg.posterior_prior_factor)
             elif cfg.latent_dim > 0:
                 self.encoder = ContextEncoder(spec, cfg.latent_dim, cfg.encoder_hidden,
                                               cfg.encoder_layers, cfg.encoder_next_obs,
-                                              cfg.reward_scale)
+                                              cfg.reward_scale, cfg.posterior_prior_factor)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
         self.critic1_target = copy.deepcopy(self.critic1).requires_grad_(False)
         self.critic2_target = copy.deepcopy(self.critic2).requires_grad_(False)
