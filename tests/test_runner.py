@@ -1,0 +1,135 @@
+"""The experiment grid: cache, resume after a kill, run ids, reports, and the CLI's errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ecmeta_lib import plots, runner
+from ecmeta_lib.__main__ import main
+from ecmeta_lib.runner import RunSpec
+
+METHODS = ["sac_aisf_1", "pearl"]
+
+
+@pytest.fixture(scope="module")
+def smoke_grid(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]:
+    root = tmp_path_factory.mktemp("results")
+    table = runner.run_grid("smoke", METHODS, [0], results_root=root, progress=False)
+    return root, table
+
+
+def test_grid_finishes_and_rerun_recomputes_nothing(smoke_grid) -> None:
+    root, table = smoke_grid
+    assert table.done.all() and len(table) == 2
+    stamps = {d: (Path(d) / "done.json").stat().st_mtime_ns for d in table.dir}
+    again = runner.run_grid("smoke", METHODS, [0], results_root=root, progress=False)
+    assert again.run_id.tolist() == table.run_id.tolist()
+    assert {d: (Path(d) / "done.json").stat().st_mtime_ns for d in again.dir} == stamps
+    pearl_dir = Path(table[table.method == "pearl"].dir.iloc[0])
+    adapt = pd.read_csv(pearl_dir / "adaptation.csv")
+    assert set(adapt.condition) == {"T1", "T2", "T3"}
+    assert sorted(adapt.n_context.unique()) == list(runner.ADAPT_CONTEXT)
+
+
+def test_run_id_follows_the_config() -> None:
+    a = RunSpec("pearl", 0, "smoke")
+    assert a.run_id == RunSpec("pearl", 0, "smoke").run_id  # deterministic
+    others = {RunSpec("pearl", 1, "smoke").run_id, RunSpec("sac_dt", 0, "smoke").run_id,
+              RunSpec("pearl", 0, "quick").run_id, RunSpec("pearl", 0, "smoke", 1).run_id}
+    assert a.run_id not in others and len(others) == 4
+    assert a.run_id.startswith("pearl-s0-")
+
+
+def test_a_foreign_config_in_a_run_folder_is_refused(tmp_path: Path) -> None:
+    spec = RunSpec("sac_aisf_1", 0, "smoke")
+    run_dir = tmp_path / "smoke" / spec.run_id
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.json").write_text(json.dumps({"method": "something else"}))
+    with pytest.raises(RuntimeError, match="does not match the run's config"):
+        runner.run_grid("smoke", ["sac_aisf_1"], [0], results_root=tmp_path, progress=False)
+
+
+def test_bad_grid_arguments_name_the_problem(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown profile"):
+        runner.run_grid("fast", ["pearl"], [0], results_root=tmp_path)
+    with pytest.raises(ValueError, match="unknown method"):
+        runner.run_grid("smoke", ["ppo"], [0], results_root=tmp_path)
+    with pytest.raises(ValueError, match="non-negative integers"):
+        runner.run_grid("smoke", ["pearl"], [-1], results_root=tmp_path)
+    with pytest.raises(ValueError, match="workers"):
+        runner.run_grid("smoke", ["pearl"], [0], workers=0, results_root=tmp_path)
+    with pytest.raises(SystemExit):  # argparse rejects an unknown method by name
+        main(["run", "--profile", "smoke", "--methods", "ppo", "--results", str(tmp_path)])
+
+
+def test_killed_grid_resumes_without_redoing_finished_runs(tmp_path: Path) -> None:
+    """Kill the CLI once the first run is done and the second has a checkpoint, then rerun it."""
+    cmd = [sys.executable, "-m", "ecmeta_lib", "run", "--profile", "smoke", "--seeds", "0",
+           "--methods", "sac_aisf_2", "sac_dt", "--results", str(tmp_path), "--no-progress"]
+    first = tmp_path / "smoke" / RunSpec("sac_aisf_2", 0, "smoke").run_id
+    second = tmp_path / "smoke" / RunSpec("sac_dt", 0, "smoke").run_id
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not (second / "checkpoint.pt").exists() and proc.poll() is None:
+        assert time.monotonic() < deadline, "the grid did not reach its second run in time"
+        time.sleep(0.05)
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert (first / "done.json").exists()
+    stamp = (first / "done.json").stat().st_mtime_ns
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert (first / "done.json").stat().st_mtime_ns == stamp  # not recomputed
+    assert (second / "done.json").exists()
+    # the resumed run ends exactly where an uninterrupted one does
+    clean = runner.run_grid("smoke", ["sac_dt"], [0], results_root=tmp_path / "clean",
+                            progress=False)
+    pd.testing.assert_frame_equal(pd.read_csv(second / "final.csv"),
+                                  pd.read_csv(Path(clean.dir.iloc[0]) / "final.csv"))
+
+
+def test_reports_are_written(smoke_grid, tmp_path: Path) -> None:
+    root, table = smoke_grid
+    base = runner.baselines("smoke", results_root=root)
+    assert set(base.method) == {"oracle", "greedy", "random"}
+    oracle = base[base.method == "oracle"].set_index("condition").mean_latency_s
+    greedy = base[base.method == "greedy"].set_index("condition").mean_latency_s
+    assert (oracle <= greedy + 1e-12).all()  # the oracle bounds every policy from below
+    finals = runner.load_finals(table)
+    plots.fig3(runner.load_curves(table), base, tmp_path)
+    res = plots.results_table(finals, base, tmp_path)
+    plots.adaptation(runner.load_adaptation(table), base, finals, tmp_path)
+    for name in ("fig3_latency.png", "fig3_latency.pdf", "results_table.csv",
+                 "results_table.md", "adaptation.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    assert len(res) == 3 * (len(METHODS) + 3)
+    md = (tmp_path / "results_table.md").read_text()
+    assert md.count("\n") == len(res) + 2 and "oracle (per-slot MILP)" in md
+
+
+def test_latent_posteriors_narrow(smoke_grid) -> None:
+    _, table = smoke_grid
+    lat = runner.latent_posteriors(table[table.method == "pearl"].dir.iloc[0], "smoke",
+                                   n_context=(0, 2, 8), repeats=1)
+    var = lat.groupby("n_context").posterior_var.mean()
+    assert var.loc[0] == pytest.approx(1.0) and var.loc[8] < var.loc[2] < var.loc[0]
+    assert set(lat.condition) == {"G1", "G1'", "G1''", "G2", "G2'", "G3", "T1", "T2", "T3"}
+    assert np.isfinite(lat[["z0", "z1"]].to_numpy()).all()
+
+
+def test_project_root_is_found_from_a_subfolder() -> None:
+    root = runner.project_root(Path(__file__).parent)
+    assert (root / "pyproject.toml").is_file() and (root / "ecmeta_lib").is_dir()
+    with pytest.raises(FileNotFoundError, match="no ecmeta project"):
+        runner.project_root("/")
