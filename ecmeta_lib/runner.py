@@ -59,6 +59,15 @@ def project_root(start: Path | str | None = None) -> Path:
         if (folder / "pyproject.toml").is_file() and (folder / "ecmeta_lib").is_dir():
             return folder
     raise FileNotFoundError(f"no ecmeta project (pyproject.toml + ecmeta_lib/) above {here}")
+
+
+def notebook_paths(results_dir: Path | str | None,
+                   figures_dir: Path | str) -> tuple[Path, Path]:
+    """A notebook's results folder (default ``<repo>/results``) and its figures folder (created)."""
+    results = Path(results_dir) if results_dir else project_root() / DEFAULT_RESULTS
+    figures = Path(figures_dir)
+    figures.mkdir(parents=True, exist_ok=True)
+    return results, figures
 ADAPT_CONTEXT = (0, 1, 2, 5, 10, 20, 50)
 
 

@@ -46,7 +46,6 @@ results_dir = None  # None: <repo>/results
 
 # %%
 import dataclasses
-from pathlib import Path
 
 import pandas as pd
 from IPython.display import display
@@ -54,9 +53,7 @@ from IPython.display import display
 from ecmeta_lib import plots, runner
 from ecmeta_lib.training import METHODS, get_profile
 
-root = runner.project_root()
-results = Path(results_dir) if results_dir else root / "results"
-figures = Path(figures_dir)
+results, figures = runner.notebook_paths(results_dir, figures_dir)
 seeds = list(range(seed, seed + n_seeds))
 prof = get_profile(profile)
 

@@ -39,16 +39,12 @@ workers = 2
 results_dir = None
 
 # %%
-from pathlib import Path
-
 from IPython.display import Markdown, display
 
 from ecmeta_lib import claims, plots, runner
 from ecmeta_lib.training import METHODS
 
-root = runner.project_root()
-results = Path(results_dir) if results_dir else root / "results"
-figures = Path(figures_dir)
+results, figures = runner.notebook_paths(results_dir, figures_dir)
 seeds = list(range(seed, seed + n_seeds))
 
 # %%
