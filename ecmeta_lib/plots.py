@@ -45,7 +45,7 @@ def _save(fig: plt.Figure, out_dir: Path | str | None, stem: str) -> None:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     fig.savefig(out / f"{stem}.png", dpi=160, bbox_inches="tight")
-    fig.savefig(out / f"{stem}.pdf", bbox_inches="tight")
+    fig.savefig(out / f"{stem}.pdf", bbox_inches="tight", metadata={"CreationDate": None})
 
 
 def seed_bands(curves: pd.DataFrame, value: str = "mean_latency_s") -> pd.DataFrame:
@@ -190,7 +190,8 @@ def training_diagnostics(logs: pd.DataFrame, columns: Sequence[str],
                          f"(columns: {list(logs.columns)})")
     fig, axes = plt.subplots(1, len(cols), figsize=(4.4 * len(cols), 3.6), squeeze=False)
     for ax, col in zip(axes[0], cols, strict=True):
-        sns.lineplot(data=logs, x="env_steps", y=col, hue="method", errorbar=("ci", 95), ax=ax)
+        sns.lineplot(data=logs, x="env_steps", y=col, hue="method", errorbar=("ci", 95), ax=ax,
+                     seed=0)  # the bootstrap of the band, so reruns give the same figure
         ax.set_title(col)
         if col.startswith(("temperature", "alpha", "kl")) and (logs[col] > 0).all():
             ax.set_yscale("log")
