@@ -92,7 +92,11 @@ Design choices (ours) and their evidence so far
   160 iterations 17.0 % (validation best already at iteration 100), T_train 32 16.7 % (best at
   50), hidden 128 16.8 %, target entropy 0.5 16.5 %; none is a clear gain over 17.0 %, so the
   quick defaults stay. Closing the rest of the gap needs a more accurate critic than this budget
-  buys (its per-user latency error is still ~0.04 s RMS at the end of a quick run).
+  buys (its per-user latency error is still ~0.04 s RMS at the end of a quick run). On the
+  single-condition learner (SAC_AiSF_1, gap on its own T1, seed 0; 12.7 % with the defaults):
+  lr 3e-3 8.4 %, batch 128 9.8 % (3.5x the time), hidden 128 x 3 layers 11.4 % (2x the time);
+  but lr 3e-3 leaves SAC_DT unchanged (20.5 vs 21.0 % mean over T1-T3) and hurts PEARL (23.4 vs
+  17.0 %), so every method keeps the same lr 1e-3 (one setting for all: a fair comparison).
 """
 
 from __future__ import annotations
