@@ -56,55 +56,57 @@ def tail_instability(curves: pd.DataFrame, fraction: float = 0.5) -> pd.Series:
     return pd.Series(out)
 
 
+def _native(cond: str) -> str:
+    """The SAC baseline trained on test condition `cond` alone."""
+    return f"sac_aisf_{TEST_NAMES.index(cond) + 1}"
+
+
+def _paired_pct(a: pd.Series, b: pd.Series) -> np.ndarray:
+    """100 (a / b - 1) over the seeds both series have: how much a is above b, in %."""
+    common = a.index.intersection(b.index)
+    return (100 * (a[common] / b[common] - 1)).to_numpy()
+
+
+def _row(claim: str, statistic: str, values: list[float] | np.ndarray,
+         verdict: str | None = None) -> dict:
+    m, lo, hi = mean_ci(values)
+    return {"claim": claim, "statistic": statistic, "mean": m, "ci_low": lo, "ci_high": hi,
+            "verdict": verdict or _verdict(lo, hi, m)}
+
+
 def check_claims(curves: pd.DataFrame, finals: pd.DataFrame) -> pd.DataFrame:
     """One row per claim: the statistic, its mean and 95% CI over seeds, and the verdict."""
     rows = []
 
     # 1. SAC trained on one condition suffers a policy mismatch on the others.
-    diffs = []
-    for method, own in AISF.items():
-        for cond in TEST_NAMES:
-            if cond == own:
-                continue
-            mine = _final(finals, method, cond)
-            native = _final(finals, f"sac_aisf_{TEST_NAMES.index(cond) + 1}", cond)
-            common = mine.index.intersection(native.index)
-            diffs.extend(100 * (mine[common] / native[common] - 1).to_numpy())
-    m, lo, hi = mean_ci(diffs)
-    rows.append({"claim": "SAC trained on one condition suffers a policy mismatch on the others",
-                 "statistic": "latency of SAC_AiSF_i on Tj (j != i) over SAC_AiSF_j on Tj, % above",
-                 "mean": m, "ci_low": lo, "ci_high": hi, "verdict": _verdict(lo, hi, m)})
+    diffs = [v for method, own in AISF.items() for cond in TEST_NAMES if cond != own
+             for v in _paired_pct(_final(finals, method, cond),
+                                  _final(finals, _native(cond), cond))]
+    rows.append(_row("SAC trained on one condition suffers a policy mismatch on the others",
+                     "latency of SAC_AiSF_i on Tj (j != i) over SAC_AiSF_j on Tj, % above", diffs))
 
     # 2. DT-trained agents converge faster: per seed, the env steps each agent needs to get within
     # 10% of its own final latency on Ti, counted per training condition (a DT agent's steps are
     # spread over six conditions), SAC_DT against SAC_AiSF_i.
     ratios = []
     for cond in TEST_NAMES:
-        native = curves[(curves.method == f"sac_aisf_{TEST_NAMES.index(cond) + 1}")
-                        & (curves.condition == cond)]
+        native = curves[(curves.method == _native(cond)) & (curves.condition == cond)]
         dt = curves[(curves.method == "sac_dt") & (curves.condition == cond)]
         for seed in sorted(set(native.seed) & set(dt.seed)):
             n_s, d_s = native[native.seed == seed], dt[dt.seed == seed]
             t_native = steps_to_reach(n_s, 1.1 * _last(n_s))
             t_dt = steps_to_reach(d_s, 1.1 * _last(d_s)) / 6
             ratios.append(100 * (1 - t_dt / max(t_native, 1)))
-    m, lo, hi = mean_ci(ratios)
-    rows.append({"claim": "agents trained on the digital twins converge faster",
-                 "statistic": "fewer env steps per training condition for SAC_DT than SAC_AiSF_i "
-                              "to get within 10% of its final latency on Ti, % (seeds x T1-T3)",
-                 "mean": m, "ci_low": lo, "ci_high": hi, "verdict": _verdict(lo, hi, m)})
+    rows.append(_row("agents trained on the digital twins converge faster",
+                     "fewer env steps per training condition for SAC_DT than SAC_AiSF_i to get "
+                     "within 10% of its final latency on Ti, % (seeds x T1-T3)", ratios))
 
     # 3a. SAC_DT ends slightly worse than condition-specific training.
-    gaps = []
-    for cond in TEST_NAMES:
-        dt, native = _final(finals, "sac_dt", cond), _final(
-            finals, f"sac_aisf_{TEST_NAMES.index(cond) + 1}", cond)
-        common = dt.index.intersection(native.index)
-        gaps.extend(100 * (dt[common] / native[common] - 1).to_numpy())
-    m, lo, hi = mean_ci(gaps)
-    rows.append({"claim": "SAC_DT ends slightly worse than training on the condition itself",
-                 "statistic": "final latency of SAC_DT over SAC_AiSF_i on Ti, % above",
-                 "mean": m, "ci_low": lo, "ci_high": hi, "verdict": _verdict(lo, hi, m)})
+    gaps = [v for cond in TEST_NAMES
+            for v in _paired_pct(_final(finals, "sac_dt", cond),
+                                 _final(finals, _native(cond), cond))]
+    rows.append(_row("SAC_DT ends slightly worse than training on the condition itself",
+                     "final latency of SAC_DT over SAC_AiSF_i on Ti, % above", gaps))
 
     # 3b/4b. stability of convergence: SAC_DT less stable than PEARL; PEARL the most stable.
     inst = {}
@@ -120,24 +122,17 @@ def check_claims(curves: pd.DataFrame, finals: pd.DataFrame) -> pd.DataFrame:
             d = tail_instability(curves[(curves.method == "sac_dt") & (curves.condition == cond)])
             common = p.index.intersection(d.index)
             per_seed.extend(100 * (d[common] - p[common]).to_numpy())
-        m, lo, hi = mean_ci(per_seed)
         most_stable = min(inst, key=lambda k: np.nan_to_num(inst[k], nan=np.inf))
-        verdict = _verdict(lo, hi, m)
-        if verdict == "supported" and most_stable != "pearl":
-            verdict = "partly"
-        rows.append({"claim": "SAC_DT is less stable; PEARL converges most stably",
-                     "statistic": "tail coefficient of variation of SAC_DT minus PEARL, points "
-                                  f"(most stable method overall: {most_stable})",
-                     "mean": m, "ci_low": lo, "ci_high": hi, "verdict": verdict})
+        row = _row("SAC_DT is less stable; PEARL converges most stably",
+                   "tail coefficient of variation of SAC_DT minus PEARL, points "
+                   f"(most stable method overall: {most_stable})", per_seed)
+        if row["verdict"] == "supported" and most_stable != "pearl":
+            row["verdict"] = "partly"
+        rows.append(row)
 
     # 4a. PEARL adapts to unseen conditions before retraining (beats SAC_DT, no gradient step).
-    gains = []
-    for cond in TEST_NAMES:
-        p, d = _final(finals, "pearl", cond), _final(finals, "sac_dt", cond)
-        common = p.index.intersection(d.index)
-        gains.extend(100 * (1 - p[common] / d[common]).to_numpy())
-    m, lo, hi = mean_ci(gains)
-    rows.append({"claim": "PEARL adapts to unseen conditions before any retraining",
-                 "statistic": "final latency of adapted PEARL below SAC_DT on T1-T3, %",
-                 "mean": m, "ci_low": lo, "ci_high": hi, "verdict": _verdict(lo, hi, m)})
+    gains = [-v for cond in TEST_NAMES
+             for v in _paired_pct(_final(finals, "pearl", cond), _final(finals, "sac_dt", cond))]
+    rows.append(_row("PEARL adapts to unseen conditions before any retraining",
+                     "final latency of adapted PEARL below SAC_DT on T1-T3, %", gains))
     return pd.DataFrame(rows)
