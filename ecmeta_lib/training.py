@@ -123,6 +123,7 @@ from .agents import (
     ReplayBuffer,
     SACConfig,
 )
+from .checkpoints import DATACLASSES, UnsafeCheckpointError, safe_load, safe_save
 from .conditions import DT_NAMES, TEST_NAMES, Condition, TaskSet, make_task_set
 from .config import EnvConfig
 from .env import EdgeCloudEnv
@@ -399,18 +400,19 @@ def config_hash(method: str, profile: Profile, seed: int, task_seed: int) -> str
 
 
 def atomic_save(obj: Any, path: Path) -> None:
-    """torch.save to a temporary file in the same folder, then os.replace (atomic on POSIX)."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """Write `obj` (a dict) as a safe checkpoint (`ecmeta_lib.checkpoints`: numpy arrays and
+    dataclasses become tagged plain values) to a temporary file, then os.replace (atomic)."""
+    safe_save(obj, path)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Load a checkpoint, turning any unreadable file into a clear `CheckpointError`."""
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+    try:  # weights_only: opening a (shared) results folder never runs code
+        state = safe_load(path, (*DATACLASSES, Profile))
+    except UnsafeCheckpointError as exc:
+        raise CheckpointError(f"checkpoint {exc}") from exc
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means a corrupt file
         raise CheckpointError(f"checkpoint {path} is corrupt or unreadable: {exc}") from exc
     if not isinstance(state, dict) or "config_hash" not in state:
@@ -651,7 +653,12 @@ def load_agent(run_dir: str | os.PathLike, *, device: str = "cpu") -> DiscreteSA
     if not path.is_file():
         raise CheckpointError(f"no trained agent at {path} (has the run finished?)")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = safe_load(path, (*DATACLASSES, Profile))
+    except UnsafeCheckpointError as exc:
+        raise CheckpointError(f"agent file {exc}") from exc
+    except Exception as exc:  # noqa: BLE001
+        raise CheckpointError(f"agent file {path} is corrupt or unreadable: {exc}") from exc
+    try:
         agent = DiscreteSACAgent(state["spec"], state["agent_config"],
                                  device=resolve_device(device))
         agent.load_state_dict(state["model"])
