@@ -9,7 +9,7 @@ Layout on disk::
                               /final.csv        final policy on T1-T3 through the harness
                               /adaptation.csv   PEARL only: latency against context transitions
                               /done.json        marker: the run finished (with its wall time)
-    results/<profile>/baselines-<hash>.csv      oracle, greedy and random on T1-T3
+    results/<profile>/baselines-<hash>.csv      oracle and yardsticks on T1-T3 (final.csv's slots)
 
 The run id is ``<method>-s<seed>-<hash>``, the hash covering the profile, method, seed, task seed
 and package version, so a changed config gets a new directory instead of a stale result.
@@ -36,9 +36,11 @@ from tqdm.auto import tqdm
 from . import __version__
 from .conditions import DT_NAMES, TEST_NAMES, make_task_set
 from .env import EdgeCloudEnv
-from .evaluation import bootstrap_ci, evaluate
+from .evaluation import evaluate
 from .policies import GreedyPolicy, RandomPolicy
+from .stats import CI_SLOTS, slot_bootstrap_ci
 from .training import (
+    FINAL_SEED,
     METHODS,
     adaptation_curve,
     collect_context,
@@ -227,29 +229,57 @@ def load_train_logs(table: pd.DataFrame) -> pd.DataFrame:
     return _gather(table, "train_log.csv")
 
 
-def baselines(profile: str, *, results_root: Path | str = DEFAULT_RESULTS, task_seed: int = 0,
-              seed: int = 12345) -> pd.DataFrame:
-    """Oracle, greedy and random on T1-T3 with the profile's evaluation budget (cached on disk)."""
+def yardsticks(profile: str) -> list[Any]:
+    """The deterministic policies scored beside the learned ones: greedy (knows the condition),
+    random, and - when `ecmeta_lib.policies` has them - blind greedy (never learns the condition)
+    and identify-then-greedy with the profile's ``eval_context`` transitions (PEARL's budget)."""
+    from . import policies
+
     prof = get_profile(profile)
-    key = _hash({"profile": prof, "task_seed": task_seed, "seed": seed, "version": __version__})
+    out: list[Any] = [GreedyPolicy(), RandomPolicy(seed=FINAL_SEED)]
+    blind = getattr(policies, "BlindGreedyPolicy", None)
+    identify = getattr(policies, "IdentifyGreedyPolicy", None)
+    if blind is not None:
+        out.append(blind())
+    if identify is not None:
+        out.append(identify(prof.eval_context))
+    return out
+
+
+def baselines(profile: str, *, results_root: Path | str = DEFAULT_RESULTS, task_seed: int = 0,
+              seed: int = FINAL_SEED) -> pd.DataFrame:
+    """Oracle and the `yardsticks` on T1-T3, cached on disk.
+
+    Scored on the very slots of the learned methods' final.csv (seed ``FINAL_SEED``,
+    ``final_slots`` slots), so every row of the results table shares one slot stream and one
+    oracle. A deterministic policy has no seed: its interval is a slot bootstrap
+    (``ci_kind`` says so)."""
+    prof = get_profile(profile)
+    sticks = yardsticks(profile)
+    key = _hash({"profile": prof, "task_seed": task_seed, "seed": seed, "version": __version__,
+                 "policies": sorted(type(p).__name__ for p in sticks)})
     path = Path(results_root) / profile / f"baselines-{key}.csv"
     if path.exists():
         return pd.read_csv(path)
     task_set = make_task_set(task_seed, prof.env.system, prof.env.conditions)
     rows = []
     for name in TEST_NAMES:
-        for policy in (GreedyPolicy(), RandomPolicy(seed=seed)):
+        oracle_lat = None
+        for policy in sticks:
             res = evaluate(policy, name, n_slots=prof.final_slots, seed=seed,
                            task_set=task_set, config=prof.env)
-            rows.append({"method": policy.name, "condition": name, **res.summary})
-            if policy.name == "greedy":  # the oracle's line comes with every evaluation
-                oracle_lat = res.per_slot["oracle_latency_s"].to_numpy()
-                lo, hi = bootstrap_ci(oracle_lat, seed=seed)
-                rows.append({"method": "oracle", "condition": name,
-                             "mean_latency_s": float(oracle_lat.mean()), "ci_low_s": lo,
-                             "ci_high_s": hi, "gap_to_oracle_pct": 0.0,
-                             "accuracy_violation_rate": float("nan"),
-                             "cloud_share": float("nan")})
+            lo, hi = slot_bootstrap_ci(res.per_slot.mean_latency_s.to_numpy(), seed=seed)
+            rows.append({**res.summary, "method": policy.name, "condition": name,
+                         "ci_low_s": lo, "ci_high_s": hi, "ci_kind": CI_SLOTS})
+            oracle_lat = res.per_slot["oracle_latency_s"].to_numpy()
+        assert oracle_lat is not None
+        lo, hi = slot_bootstrap_ci(oracle_lat, seed=seed)
+        rows.append({"policy": "oracle", "method": "oracle", "condition": name, "seed": seed,
+                     "task_seed": task_seed, "n_slots": prof.final_slots,
+                     "mean_latency_s": float(oracle_lat.mean()), "ci_low_s": lo,
+                     "ci_high_s": hi, "ci_kind": CI_SLOTS,
+                     "oracle_latency_s": float(oracle_lat.mean()), "gap_to_oracle_pct": 0.0,
+                     "accuracy_violation_rate": float("nan"), "cloud_share": float("nan")})
     out = pd.DataFrame(rows)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")

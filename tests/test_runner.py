@@ -102,20 +102,65 @@ def test_killed_grid_resumes_without_redoing_finished_runs(tmp_path: Path) -> No
 def test_reports_are_written(smoke_grid, tmp_path: Path) -> None:
     root, table = smoke_grid
     base = runner.baselines("smoke", results_root=root)
-    assert set(base.method) == {"oracle", "greedy", "random"}
+    sticks = {p.name for p in runner.yardsticks("smoke")}
+    assert {"greedy", "random"} <= sticks and set(base.method) == sticks | {"oracle"}
     oracle = base[base.method == "oracle"].set_index("condition").mean_latency_s
     greedy = base[base.method == "greedy"].set_index("condition").mean_latency_s
     assert (oracle <= greedy + 1e-12).all()  # the oracle bounds every policy from below
     finals = runner.load_finals(table)
-    plots.fig3(runner.load_curves(table), base, tmp_path)
+    curves = runner.load_curves(table)
+    plots.fig3(curves, base, tmp_path, gradient_steps_per_iteration=6)
     res = plots.results_table(finals, base, tmp_path)
+    plots.final_latency(res, tmp_path)
     plots.adaptation(runner.load_adaptation(table), base, finals, tmp_path)
     for name in ("fig3_latency.png", "fig3_latency.pdf", "results_table.csv",
-                 "results_table.md", "adaptation.png"):
+                 "results_table.md", "adaptation.png", "final_latency.png"):
         assert (tmp_path / name).stat().st_size > 0
-    assert len(res) == 3 * (len(METHODS) + 3)
+    assert len(res) == 3 * (len(METHODS) + len(sticks) + 1)
     md = (tmp_path / "results_table.md").read_text()
     assert md.count("\n") == len(res) + 2 and "oracle (per-slot MILP)" in md
+    # the table says which interval each row has: seeds for learned methods, slots otherwise
+    learned = res.method.isin(METHODS)
+    assert res[learned].ci_kind.str.startswith("t over seeds (n=1)").all()
+    assert res[~learned].ci_kind.str.startswith("slot bootstrap").all()
+
+
+def test_every_row_of_the_results_table_shares_one_slot_stream(smoke_grid) -> None:
+    """Learned methods (final.csv), heuristics, yardsticks and the oracle are scored on the same
+    slots (FINAL_SEED, final_slots): the oracle's latency is identical across a condition's rows."""
+    root, table = smoke_grid
+    base = runner.baselines("smoke", results_root=root)
+    finals = runner.load_finals(table)
+    assert set(base.seed) == {runner.FINAL_SEED}
+    assert set(base.n_slots) == set(finals.n_slots) == {runner.get_profile("smoke").final_slots}
+    res = plots.results_table(finals, base)
+    for cond, g in res.groupby("condition"):
+        assert g.oracle_latency_s.nunique() == 1, (cond, g[["method", "oracle_latency_s"]])
+
+
+def test_decisions_of_the_grid(smoke_grid, tmp_path: Path) -> None:
+    from ecmeta_lib import decisions
+
+    root, table = smoke_grid
+    dec = decisions.grid_decisions(table, "smoke", results_root=root)
+    slots = runner.get_profile("smoke").final_slots
+    assert {"oracle", "greedy", *METHODS} <= set(dec.method)
+    assert set(dec.place) <= {"device", "edge", "cloud"}
+    per = dec.groupby(["method", "condition"]).size()
+    assert (per == slots * 80).all()  # one row per (slot, user); one seed in this grid
+    assert not dec[dec.method == "oracle"].repaired_any.any()
+    # the recorder sees the same slots as the harness: its latencies give final.csv's mean
+    finals = runner.load_finals(table).set_index(["method", "condition"]).mean_latency_s
+    mine = dec.groupby(["method", "condition"]).latency_s.mean()
+    for key in [("sac_aisf_1", "T1"), ("pearl", "T2")]:
+        assert mine[key] == pytest.approx(finals[key], rel=1e-5)
+    # and the oracle's per-user decisions give the oracle line of the baselines
+    base = runner.baselines("smoke", results_root=root)
+    orc = base[base.method == "oracle"].set_index("condition").mean_latency_s
+    assert mine["oracle", "T3"] == pytest.approx(orc["T3"], rel=1e-5)
+    plots.decisions_figure(dec, runner.load_curves(table), tmp_path)
+    assert (tmp_path / "decisions.png").stat().st_size > 0
+    assert set(plots.decision_summary(dec).index) == set(dec.method)
 
 
 def test_latent_posteriors_narrow(smoke_grid) -> None:
