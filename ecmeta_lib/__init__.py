@@ -21,7 +21,14 @@ from .knapsack import solve_p2
 # The function `oracle` rebinds the attribute `ecmeta_lib.oracle` (public contract: the call is
 # `ecmeta_lib.oracle(...)`); the module stays importable as `from ecmeta_lib.oracle import ...`.
 from .oracle import OracleResult, oracle
-from .policies import GreedyPolicy, LocalPolicy, NearestPolicy, RandomPolicy
+from .policies import (
+    BlindGreedyPolicy,
+    GreedyPolicy,
+    IdentifyGreedyPolicy,
+    LocalPolicy,
+    NearestPolicy,
+    RandomPolicy,
+)
 from .slot import OptionTable, SlotOutcome, option_table, run_slot
 from .system import System, UserState
 
@@ -48,6 +55,7 @@ __all__ = [*_TRAINING_NAMES,
     "EdgeCloudEnv", "EnvConfig", "OptionTable", "SlotOutcome", "System", "SystemConfig",
     "TaskSet", "UserState", "make_task_set", "option_table", "run_slot", "solve_p2",
     "upgrade_condition",
-    "EvalResult", "GreedyPolicy", "LocalPolicy", "NearestPolicy", "OracleResult", "Policy",
-    "RandomPolicy", "bootstrap_ci", "compare", "evaluate", "oracle",
+    "BlindGreedyPolicy", "EvalResult", "GreedyPolicy", "IdentifyGreedyPolicy", "LocalPolicy",
+    "NearestPolicy", "OracleResult", "Policy", "RandomPolicy", "bootstrap_ci", "compare",
+    "evaluate", "oracle",
 ]
