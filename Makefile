@@ -1,5 +1,6 @@
 # ecmeta: set-up, tests and reproduction.
-#   make reproduce   run every notebook (PROFILE=quick by default) and regenerate figures/
+#   make reproduce   run every notebook (PROFILE=quick by default), regenerate figures/ and the
+#                    executed notebooks in notebooks/executed/ (committed, outputs inline)
 #   make test        pytest on tests/, then every notebook on the smoke profile, validated by nbval
 # Both create .venv and install the package on first use.
 
@@ -17,6 +18,7 @@ TORCH_PIN := torch==2.13.0
 PROFILE ?= quick
 PYTEST_ARGS ?=
 EXECUTED := notebooks/_executed
+PUBLISHED := notebooks/executed
 
 # The venv comes first on PATH, so the notebooks' kernel and every tool are the venv's.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
@@ -28,6 +30,7 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
 help:
 	@echo "make reproduce [PROFILE=smoke|quick|paper]  run notebooks/ in order, write figures/"
+	@echo "                                             and notebooks/executed/"
 	@echo "make test                                    pytest + notebooks (smoke) + nbval"
 	@echo "make lab                                     JupyterLab on notebooks/"
 	@echo "make bench                                   run every script in benchmarks/"
@@ -49,16 +52,18 @@ pytest: $(STAMP)
 
 # Smoke runs write their figures next to the executed notebooks, not over figures/.
 notebooks: $(STAMP)
-	$(BIN)/python notebooks/run_notebooks.py --profile smoke --out $(EXECUTED) \
+	$(BIN)/python tools/run_notebooks.py --profile smoke --out $(EXECUTED) \
 		--figures-dir $(EXECUTED)/figures
 
 nbval: $(STAMP)
 	$(BIN)/pytest --nbval-lax --nbval-current-env \
 		--nbval-sanitize-with notebooks/nbval_sanitize.cfg $(EXECUTED)
 
+# The executed notebooks go to $(PUBLISHED) (sanitised: a rerun on the same machine gives the same
+# files); figures/PROVENANCE.md records the machine, date and commit that made the figures.
 reproduce: $(STAMP)
-	$(BIN)/python notebooks/run_notebooks.py --profile $(PROFILE) --out $(EXECUTED) \
-		--figures-dir figures
+	$(BIN)/python tools/run_notebooks.py --profile $(PROFILE) --out $(PUBLISHED) \
+		--figures-dir figures --provenance figures/PROVENANCE.md
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=notebooks

@@ -37,6 +37,7 @@ from . import __version__
 from .conditions import DT_NAMES, TEST_NAMES, make_task_set
 from .env import EdgeCloudEnv
 from .evaluation import evaluate
+from .paths import figures_path, project_root
 from .policies import GreedyPolicy, RandomPolicy
 from .stats import CI_SLOTS, slot_bootstrap_ci
 from .training import (
@@ -53,23 +54,14 @@ from .training import (
 DEFAULT_RESULTS = Path("results")
 
 
-def project_root(start: Path | str | None = None) -> Path:
-    """The repository root (the folder holding pyproject.toml) above `start` (default: cwd), so
-    notebooks find results/ and figures/ whatever folder their kernel runs in."""
-    here = Path(start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / "pyproject.toml").is_file() and (folder / "ecmeta_lib").is_dir():
-            return folder
-    raise FileNotFoundError(f"no ecmeta project (pyproject.toml + ecmeta_lib/) above {here}")
-
-
 def notebook_paths(results_dir: Path | str | None,
                    figures_dir: Path | str) -> tuple[Path, Path]:
-    """A notebook's results folder (default ``<repo>/results``) and its figures folder (created)."""
+    """A notebook's results folder (default ``<repo>/results``) and its figures folder (created;
+    a relative one is under the repository root, see `paths.figures_path`)."""
     results = Path(results_dir) if results_dir else project_root() / DEFAULT_RESULTS
-    figures = Path(figures_dir)
-    figures.mkdir(parents=True, exist_ok=True)
-    return results, figures
+    return results, figures_path(figures_dir)
+
+
 ADAPT_CONTEXT = (0, 1, 2, 5, 10, 20, 50)
 
 
@@ -155,6 +147,41 @@ def _execute(spec: RunSpec, run_dir: str, device: str) -> dict[str, Any]:
     return done
 
 
+PROGRESS_MIRROR_ENV = "ECMETA_PROGRESS_FILE"
+"""If set, the grid's progress bar is also written (as text) to this file: the notebook runner
+tails it, so `make reproduce` shows the grid's bar and ETA on the terminal while a notebook's
+own output goes to the notebook."""
+
+
+class _GridBar:
+    """The grid's tqdm bar, mirrored to ``$ECMETA_PROGRESS_FILE`` when that is set."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.bars = [tqdm(**kwargs)]
+        target = os.environ.get(PROGRESS_MIRROR_ENV)
+        if target and not kwargs.get("disable"):
+            from tqdm import tqdm as text_tqdm
+
+            self._file = open(target, "a", buffering=1)  # noqa: SIM115 - closed in close()
+            self.bars.append(text_tqdm(**kwargs, file=self._file, mininterval=1.0,
+                                       ascii=True, dynamic_ncols=False, ncols=100))
+
+    def update(self, n: int = 1) -> None:
+        for b in self.bars:
+            b.update(n)
+
+    def set_postfix_str(self, text: str) -> None:
+        for b in self.bars:
+            b.set_postfix_str(text)
+
+    def close(self) -> None:
+        for b in self.bars:
+            b.close()
+        if len(self.bars) > 1:
+            self._file.write("\n")
+            self._file.close()
+
+
 def run_grid(profile: str, methods: Sequence[str] = METHODS, seeds: Sequence[int] = (0, 1, 2), *,
              workers: int = 1, results_root: Path | str = DEFAULT_RESULTS, task_seed: int = 0,
              device: str = "auto", progress: bool = True) -> pd.DataFrame:
@@ -166,8 +193,8 @@ def run_grid(profile: str, methods: Sequence[str] = METHODS, seeds: Sequence[int
     root.mkdir(parents=True, exist_ok=True)
     specs = [RunSpec(m, int(s), profile, task_seed) for m in methods for s in seeds]
     todo = [s for s in specs if not (root / s.run_id / "done.json").exists()]
-    bar = tqdm(total=len(specs), initial=len(specs) - len(todo), desc=f"grid[{profile}]",
-               disable=not progress)
+    bar = _GridBar(total=len(specs), initial=len(specs) - len(todo), desc=f"grid[{profile}]",
+                   disable=not progress)
     if todo and workers == 1:
         for spec in todo:
             bar.set_postfix_str(spec.run_id)

@@ -29,10 +29,9 @@
 # %% tags=["parameters"]
 profile = "quick"  # smoke | quick | paper: how many random slots feed the statistics
 seed = 0  # task-set seed (system + conditions) and slot-state seed
-figures_dir = "../figures"  # relative to notebooks/ when run by hand
+figures_dir = "figures"  # relative to the repository root (or absolute)
 
 # %%
-from pathlib import Path
 
 import gymnasium as gym
 import matplotlib.pyplot as plt
@@ -42,6 +41,7 @@ import pandas as pd
 import ecmeta_lib
 from ecmeta_lib import make_task_set, option_table
 from ecmeta_lib.config import KB_BITS
+from ecmeta_lib.paths import figures_path
 from ecmeta_lib.physics import (
     BS_HEIGHT_M,
     BUILDING_HEIGHT_M,
@@ -60,8 +60,7 @@ N_SLOTS = {"smoke": 20, "quick": 400, "paper": 2000}
 if profile not in N_SLOTS:
     raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(N_SLOTS)}")
 n_slots = N_SLOTS[profile]
-FIG = Path(figures_dir).resolve()
-FIG.mkdir(parents=True, exist_ok=True)
+FIG = figures_path(figures_dir)
 plt.rcParams.update({"figure.dpi": 110, "axes.grid": True, "grid.alpha": 0.3})
 pd.set_option("display.width", 120)
 

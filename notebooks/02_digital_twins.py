@@ -27,10 +27,9 @@
 # %% tags=["parameters"]
 profile = "quick"  # smoke | quick | paper: how many slots the evaluations run
 seed = 0  # task-set seed (system + conditions) and evaluation seed
-figures_dir = "../figures"  # relative to notebooks/ when run by hand
+figures_dir = "figures"  # relative to the repository root (or absolute)
 
 # %%
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -51,13 +50,13 @@ from ecmeta_lib import (
     evaluate,
     make_task_set,
 )
+from ecmeta_lib.paths import figures_path
 
 N_SLOTS = {"smoke": 8, "quick": 200, "paper": 1000}
 if profile not in N_SLOTS:
     raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(N_SLOTS)}")
 n_slots = N_SLOTS[profile]
-FIG = Path(figures_dir).resolve()
-FIG.mkdir(parents=True, exist_ok=True)
+FIG = figures_path(figures_dir)
 plt.rcParams.update({"figure.dpi": 110})
 pd.set_option("display.width", 120)
 

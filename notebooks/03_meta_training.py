@@ -39,7 +39,7 @@
 # %% tags=["parameters"]
 profile = "quick"  # smoke (CI, seconds) | quick (default, ~30 min on 2 cores) | paper (Table I)
 seed = 0  # first training seed; seeds are seed, seed+1, seed+2
-figures_dir = "../figures"
+figures_dir = "figures"  # relative to the repository root (or absolute)
 n_seeds = 3
 workers = 2
 results_dir = None  # None: <repo>/results

@@ -29,7 +29,7 @@
 # %% tags=["parameters"]
 profile = "quick"
 seed = 0
-figures_dir = "../figures"
+figures_dir = "figures"  # relative to the repository root (or absolute)
 n_seeds = 3
 workers = 2
 results_dir = None
