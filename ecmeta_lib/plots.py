@@ -9,12 +9,14 @@ policy's a bootstrap over the evaluated slots; the table says which.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
 
-matplotlib.use("Agg")  # headless by default; notebooks still display the returned figures
+if "ipykernel" not in sys.modules:  # headless by default; a notebook keeps its inline backend
+    matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402

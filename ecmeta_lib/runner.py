@@ -163,7 +163,8 @@ class _GridBar:
             from tqdm import tqdm as text_tqdm
 
             self._file = open(target, "a", buffering=1)  # noqa: SIM115 - closed in close()
-            self.bars.append(text_tqdm(**kwargs, file=self._file, mininterval=1.0,
+            # position 0: its own line, no cursor-movement escapes in the mirrored text
+            self.bars.append(text_tqdm(**kwargs, file=self._file, mininterval=1.0, position=0,
                                        ascii=True, dynamic_ncols=False, ncols=100))
 
     def update(self, n: int = 1) -> None:

@@ -247,6 +247,9 @@ def main(argv: list[str] | None = None) -> int:
                  else str(figures))
     parameters = {"profile": args.profile, "seed": args.seed, "figures_dir": fig_param}
     kernel = ensure_kernel()
+    # The kernels draw inline (figures in the executed notebooks), whatever the caller's backend
+    # (the Makefile exports MPLBACKEND=Agg for the tests).
+    os.environ.pop("MPLBACKEND", None)
     seconds: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp, _Mirror(Path(tmp) / "progress.txt"):
         for i, path in enumerate(selected, 1):
