@@ -65,6 +65,65 @@ plt.rcParams.update({"figure.dpi": 110, "axes.grid": True, "grid.alpha": 0.3})
 pd.set_option("display.width", 120)
 
 # %% [markdown]
+# ## 0. Table I against the config
+#
+# The paper's Table I (and the numbers of its Sec. V), next to the field of `ecmeta_lib.config`
+# (or of the `paper` training profile) that holds each one and the value it has. A row marked
+# **ours** is a choice or a reading of ours: a unit the paper leaves implicit, or a number it does
+# not give. The values in the "config" column are read from the objects, not typed in.
+
+# %%
+from ecmeta_lib.config import ConditionConfig, SystemConfig  # noqa: E402
+from ecmeta_lib.training import get_profile  # noqa: E402
+
+sc, cc, pp = SystemConfig(), ConditionConfig(), get_profile("paper")
+table_i = [
+    ("B_{i,j} AP-to-AP rate", "[8, 20] x 10 Mbps", "ap_rate_mbps_range",
+     sc.ap_rate_mbps_range, "Mbit/s", ""),
+    ("δ_{i,j} AP-to-AP delay", "[10, 20] ms", "ap_delay_ms_range", sc.ap_delay_ms_range, "ms",
+     ""),
+    ("B_u bandwidth", "[2, 7] x 8 MHz", "bandwidth_mhz_range", sc.bandwidth_mhz_range, "MHz",
+     "ours: a continuous U[16, 56], not multiples of 8"),
+    ("N_u noise", "[-120, -80] dBm", "noise_dbm_range", sc.noise_dbm_range, "dBm", ""),
+    ("V_u^T task size", "[1000, 1500] KB", "task_kb_range", sc.task_kb_range, "KB",
+     "ours: 1 KB = 8192 bit"),
+    ("V_u^R result size", "[10, 20] KB", "result_kb_range", sc.result_kb_range, "KB", ""),
+    ("ρ_u compute intensity", "[300, 3000] FLOP", "flop_per_bit_range", cc.flop_per_bit_range,
+     "FLOP/bit", "ours: per bit of input; 3 sorted draws per AiSF"),
+    ("Υ_2d distance", "[30, 100] m", "distance_m_range", sc.distance_m_range, "m", ""),
+    ("α_u kept fraction", "[50, 100] %", "ds_keep_range", sc.ds_keep_range, "fraction",
+     "ours: methods 0-1 drawn, method 2 raw (α = 1)"),
+    ("R_u model memory", "[256, 2048] MB", "memory_mb_range", cc.memory_mb_range, "MB",
+     "ours: 3 sorted integer draws per AiSF"),
+    ("P_h^f ES compute", "{60, 80, 100, 120} GFLOPs", "es_gflops", sc.es_gflops, "GFLOP/s", ""),
+    ("R_h ES memory", "{24, 24, 32, 32} GB", "es_memory_gb", sc.es_memory_gb, "GB",
+     "ours: 1 GB = 1024 MB"),
+    ("P_h^n ES cores", "{10, 24, 16, 32}", "es_cores", sc.es_cores, "AiSFs", ""),
+    ("CS compute", "400 GFLOPs", "cloud_gflops", sc.cloud_gflops, "GFLOP/s",
+     "per AiSF, no capacity limit (our reading)"),
+    ("τ_u requirement", "N(70, 5²)", "accuracy_req_mean/std",
+     (sc.accuracy_req_mean, sc.accuracy_req_std), "%", ""),
+    ("|U| devices", "80", "n_users", sc.n_users, "", ""),
+    ("optimizer, learning rate", "AdamW, 3e-5", "paper profile: agent.lr", pp.agent.lr, "",
+     "ours: temperature lr = the same"),
+    ("λ1, λ2", "10, 40", "paper profile: lambda1, lambda2", (pp.lambda1, pp.lambda2), "", ""),
+    ("T_train", "40", "paper profile: t_train", pp.t_train, "", ""),
+    ("batch size", "256", "paper profile: batch_size", pp.batch_size, "", ""),
+    ("hidden size x layers", "700 x 5", "paper profile: agent.hidden, n_layers",
+     (pp.agent.hidden, pp.agent.n_layers), "", ""),
+    ("β (KL weight)", "0.1", "paper profile: agent.kl_weight", pp.agent.kl_weight, "", ""),
+    ("|K'|", "2", "paper profile: k_prime", pp.k_prime, "", ""),
+]
+pd.DataFrame(table_i, columns=["parameter", "paper", "config field", "config", "unit",
+                               "our choice / reading"])
+
+# %% [markdown]
+# Not in Table I and therefore **ours** throughout: |F| = |M| = 3, the device compute, the
+# AP-to-cloud backhaul, the accuracy model and its constants, the path-loss constants, the
+# upgrade rule, the episode length. Each appears below where it is used; `docs/MODEL.md` lists
+# every equation and number in one place.
+
+# %% [markdown]
 # ## 1. The static system
 #
 # Drawn once per seed and shared by every AiSF condition (every digital twin). Server figures come
