@@ -1,8 +1,9 @@
 """Configuration dataclasses of the simulated edge-cloud system.
 
-Every field carries its unit. Values marked "(ours)" are choices the paper does not make (SPEC.md
-lists them); the rest come from the paper's Sec. V and Table I. Configs are validated on
-construction, so an out-of-domain value fails loudly where it is written, not deep in a slot.
+Every field carries its unit. Values marked "(ours)" are choices the paper does not make
+(docs/MODEL.md lists them); the rest come from the paper's Sec. V and Table I. Configs are
+validated on construction, so an out-of-domain value fails loudly where it is written, not
+deep in a slot.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ def _check_positive_seq(name: str, values: tuple[float, ...], n: int) -> None:
 
 @dataclass(frozen=True)
 class SystemConfig:
-    """Sizes and distributions of the static system and of the per-slot user state (SPEC §2)."""
+    """Sizes and distributions of the static system and of the per-slot user state
+    (docs/MODEL.md §2, §4)."""
 
     n_users: int = 80
     """|U|, number of edge devices (users)."""

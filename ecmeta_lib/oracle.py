@@ -1,4 +1,4 @@
-"""The per-slot optimum of P1 (the "oracle", SPEC §2.6): a lower bound on every policy's latency.
+"""The per-slot optimum of P1 (the "oracle", docs/MODEL.md §7): a bound on every policy's latency.
 
 With the condition and the slot's user state known, every user picks exactly one option among
 (m, j, edge server h), (m, cloud) and (m, local) whose accuracy meets tau_u (a user that no option
@@ -351,7 +351,7 @@ def oracle(system: System, condition: Condition, user_state: UserState,
     """Exact per-slot optimum of P1 (minimum total latency under accuracy, cores and memory).
 
     Args:
-        system, condition, user_state: the slot (SPEC §4 objects).
+        system, condition, user_state: the slot (`env.unwrapped` objects).
         backend: "highs" (default), "gurobi" (raises `GurobiLicenseError` when the licence
             refuses the model's size) or "auto" (Gurobi if installed and licensed for the model,
             else HiGHS; which one and why is logged once).

@@ -1,7 +1,7 @@
 """The static edge-cloud system (drawn once per system seed) and the per-slot user state.
 
 Fields are numpy arrays in SI units (bit, bit/s, Hz, FLOP/s, s, m) plus dBm, MB and %, with the
-exact names of the public contract (SPEC §4).
+exact names of the public contract (docs/CONTRACTS.md).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class System:
 
 @dataclass(frozen=True)
 class UserState:
-    """One slot's user state: the observation's raw values (SPEC §2.3)."""
+    """One slot's user state: the observation's raw values (docs/MODEL.md §4)."""
 
     ap: np.ndarray
     """(U,) access point (= edge server) the user is attached to, 0-based."""

@@ -1,4 +1,4 @@
-"""AI service function conditions, upgrades and the named task set (SPEC §2.2)."""
+"""AI service function conditions, upgrades and the named task set (docs/MODEL.md §3)."""
 
 from __future__ import annotations
 

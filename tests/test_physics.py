@@ -1,4 +1,4 @@
-"""Radio and accuracy physics against hand-computed values (SPEC §2.4, TR 38.900 RMa LOS PL1)."""
+"""Radio and accuracy physics against hand-computed values (docs/MODEL.md §5, RMa LOS PL1)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from ecmeta_lib.physics import (
 
 
 def hand_pl1(d2: float) -> float:
-    """PL1 written out with SPEC's constants: f_c 3.5 GHz, h_BS 35 m, h_UT 1.5 m, h 5 m."""
+    """PL1 written out with our constants (MODEL.md §5): f_c 3.5 GHz, h_BS 35, h_UT 1.5, h 5 m."""
     d3 = math.sqrt(d2**2 + (35.0 - 1.5) ** 2)
     h = 5.0
     return (20 * math.log10(40 * math.pi * d3 * 3.5 / 3) + min(0.03 * h**1.72, 10) * math.log10(d3)

@@ -1,5 +1,6 @@
-"""One slot: the option table by hand (SPEC §2.4), accuracy repair, P2 per server (SPEC §2.5),
-and property tests of C2-C6 over random small systems, conditions, states and actions."""
+"""One slot: the option table by hand (docs/MODEL.md §5), accuracy repair, P2 per server
+(docs/MODEL.md §6), and property tests of C2-C6 over random small systems, conditions, states
+and actions."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The static system and the per-slot user state: shapes, units, ranges (SPEC §2.1, §2.3)."""
+"""The static system and the per-slot user state: shapes, units, ranges (docs/MODEL.md §2, §4)."""
 
 from __future__ import annotations
 
