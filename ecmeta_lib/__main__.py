@@ -19,7 +19,8 @@ def _parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     for name, text in (("run", "train every (method, seed) not finished yet"),
-                       ("report", "write Fig. 3, the adaptation plot and the results table"),
+                       ("report", "write Fig. 3, the results table and figure, the adaptation plot "
+                                  "and the claims"),
                        ("status", "list the grid's runs and whether they finished")):
         s = sub.add_parser(name, help=text)
         s.add_argument("--profile", default="quick", help="smoke | quick | paper")
@@ -56,10 +57,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         base = runner.baselines(args.profile, results_root=args.results,
                                 task_seed=args.task_seed)
         finals = runner.load_finals(table)
-        plots.fig3(runner.load_curves(table), base, args.figures)
+        from . import claims
+        from .training import get_profile
+
+        prof = get_profile(args.profile)
+        curves = runner.load_curves(table)
+        plots.fig3(curves, base, args.figures, gradient_steps_per_iteration=prof.t_train)
         res = plots.results_table(finals, base, args.figures)
-        if "pearl" in args.methods:
-            plots.adaptation(runner.load_adaptation(table), base, finals, args.figures)
+        plots.final_latency(res, args.figures)
+        adapt = runner.load_adaptation(table) if "pearl" in args.methods else None
+        if adapt is not None:
+            plots.adaptation(adapt, base, finals, args.figures)
+        claims.save_claims(claims.claim_tests(curves, finals, adapt, prof.eval_context),
+                           args.figures)
         print(plots.table_markdown(res))
     return 0
 
