@@ -1,6 +1,7 @@
 """Command line: ``python -m ecmeta_lib {run,report,status}``.
 
     python -m ecmeta_lib run --profile quick --seeds 0 1 2 --workers 2
+    python -m ecmeta_lib run --profile paper --executor ray --address auto --device cuda
     python -m ecmeta_lib report --profile quick --figures figures
     python -m ecmeta_lib status --profile quick
 """
@@ -10,6 +11,16 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+
+
+def _address(text: str) -> str:
+    """argparse type of --address: the shape of a Ray address, or a usage error."""
+    from .executors import check_address
+
+    try:
+        return str(check_address(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -30,8 +41,18 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--task-seed", type=int, default=0,
                        help="seed of the system and the nine conditions")
         if name == "run":
-            s.add_argument("--workers", type=int, default=1, help="parallel worker processes")
-            s.add_argument("--device", default="auto", help="auto | cpu | cuda")
+            s.add_argument("--workers", type=int, default=None,
+                           help="local: parallel worker processes (default 1); ray without "
+                                "--address: CPUs of the Ray instance started here (default all)")
+            s.add_argument("--device", default="auto",
+                           help="auto | cpu | cuda (under Ray: cuda asks one GPU per run)")
+            s.add_argument("--executor", choices=("local", "ray"), default="local",
+                           help="local process pool (default) or one Ray task per run")
+            s.add_argument("--address", default=None, type=_address,
+                           help="ray: the cluster (auto | HOST:6379 | ray://HOST:10001); "
+                                "default: start Ray on this machine")
+            s.add_argument("--max-retries", type=int, default=3,
+                           help="ray: reruns of a run whose worker or node died (it resumes)")
             s.add_argument("--no-progress", action="store_true")
         if name == "report":
             s.add_argument("--figures", default="figures", help="output directory")
@@ -43,13 +64,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     from . import plots, runner
 
     if args.command == "run":
-        table = runner.run_grid(args.profile, args.methods, args.seeds, workers=args.workers,
-                                results_root=args.results, task_seed=args.task_seed,
-                                device=args.device, progress=not args.no_progress)
+        from . import executors as ex
+
+        try:
+            table = runner.run_grid(args.profile, args.methods, args.seeds,
+                                    workers=args.workers, results_root=args.results,
+                                    task_seed=args.task_seed, device=args.device,
+                                    progress=not args.no_progress, executor=args.executor,
+                                    address=args.address, max_retries=args.max_retries)
+        except (ex.RayUnavailableError, ex.RayConnectionError,
+                ex.ResultsNotSharedError, ex.GridRunError) as exc:  # the message says it all
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         print(table.to_string(index=False))
     elif args.command == "status":
-        table = runner.run_table(args.profile, args.methods, args.seeds,
-                                 results_root=args.results, task_seed=args.task_seed)
+        table = runner.run_status(args.profile, args.methods, args.seeds,
+                                  results_root=args.results, task_seed=args.task_seed)
         print(table.to_string(index=False))
     else:
         table = runner.run_table(args.profile, args.methods, args.seeds,

@@ -8,11 +8,15 @@ Layout on disk::
                               /train_log.csv    training diagnostics
                               /final.csv        final policy on T1-T3 through the harness
                               /adaptation.csv   PEARL only: latency against context transitions
+                              /progress.json    last iteration reached, host, pid (while it runs)
                               /done.json        marker: the run finished (with its wall time)
     results/<profile>/baselines-<hash>.csv      oracle and yardsticks on T1-T3 (final.csv's slots)
 
 The run id is ``<method>-s<seed>-<hash>``, the hash covering the profile, method, seed, task seed
 and package version, so a changed config gets a new directory instead of a stale result.
+
+Runs execute in a local process pool (default) or as Ray tasks on a cluster
+(``executor="ray"``, `ecmeta_lib.executors`); the folders are the same either way.
 """
 
 from __future__ import annotations
@@ -20,11 +24,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
+import sys
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, is_dataclass
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +37,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from . import __version__
+from . import __version__, executors
 from .conditions import DT_NAMES, TEST_NAMES, make_task_set
 from .env import EdgeCloudEnv
 from .evaluation import evaluate
@@ -117,9 +121,31 @@ def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+RUN_THREADS = 1
+"""Torch CPU threads of one run (and the CPUs a run asks Ray for)."""
+EXECUTORS = ("local", "ray")
+
+
+def _progress_hook(path: Path, iterations: int):
+    """train()'s hook: after each iteration (and its checkpoint, if any) record how far the run
+    got, where and in which process, for `run_status` and for tests that kill a worker."""
+    host, pid = socket.gethostname(), os.getpid()
+
+    def hook(iteration: int, agent: Any) -> None:
+        _write_json_atomic(path / "progress.json",
+                           {"iteration": iteration, "iterations": iterations, "host": host,
+                            "pid": pid, "time": time.time()})
+    return hook
+
+
 def _execute(spec: RunSpec, run_dir: str, device: str) -> dict[str, Any]:
-    """Train one run (resuming if a checkpoint exists), then PEARL's adaptation curves."""
+    """Train one run (resuming if a checkpoint exists), then PEARL's adaptation curves.
+
+    Idempotent: a run that finished returns its done.json at once, so an executor may retry it
+    (Ray does after a worker or node died) without recomputing anything."""
     path = Path(run_dir)
+    if (path / "done.json").exists():
+        return json.loads((path / "done.json").read_text())
     path.mkdir(parents=True, exist_ok=True)
     cfg_file = path / "config.json"
     if cfg_file.exists():
@@ -128,8 +154,9 @@ def _execute(spec: RunSpec, run_dir: str, device: str) -> dict[str, Any]:
     else:
         _write_json_atomic(cfg_file, spec.config())
     start = time.perf_counter()
-    train(spec.method, spec.profile, spec.seed, path, task_seed=spec.task_seed, device=device,
-          progress=False, num_threads=1)
+    result = train(spec.method, spec.profile, spec.seed, path, task_seed=spec.task_seed,
+                   device=device, progress=False, num_threads=RUN_THREADS,
+                   hook=_progress_hook(path, get_profile(spec.profile).iterations))
     if spec.method == "pearl" and not (path / "adaptation.csv").exists():
         profile = get_profile(spec.profile)
         task_set = make_task_set(spec.task_seed, profile.env.system, profile.env.conditions)
@@ -142,7 +169,8 @@ def _execute(spec: RunSpec, run_dir: str, device: str) -> dict[str, Any]:
         tmp = path / "adaptation.csv.tmp"
         out.to_csv(tmp, index=False)
         os.replace(tmp, path / "adaptation.csv")
-    done = {"run_id": spec.run_id, "wall_s": time.perf_counter() - start}
+    done = {"run_id": spec.run_id, "wall_s": time.perf_counter() - start,
+            "resumed_from": result.resumed_from, "host": socket.gethostname()}
     _write_json_atomic(path / "done.json", done)
     return done
 
@@ -184,32 +212,106 @@ class _GridBar:
 
 
 def run_grid(profile: str, methods: Sequence[str] = METHODS, seeds: Sequence[int] = (0, 1, 2), *,
-             workers: int = 1, results_root: Path | str = DEFAULT_RESULTS, task_seed: int = 0,
-             device: str = "auto", progress: bool = True) -> pd.DataFrame:
-    """Run every (method, seed) of the grid that is not finished yet; return the run table."""
+             workers: int | None = None, results_root: Path | str = DEFAULT_RESULTS,
+             task_seed: int = 0, device: str = "auto", progress: bool = True,
+             executor: str = "local", address: str | None = None,
+             max_retries: int = 3) -> pd.DataFrame:
+    """Run every (method, seed) of the grid that is not finished yet; return the run table.
+
+    Args:
+        executor: "local" (default): in this process, or in a pool of `workers` processes;
+            "ray": one Ray task per run (`ecmeta_lib.executors.run_ray`), asking for
+            `RUN_THREADS` CPUs and, with ``device="cuda"``, one GPU.
+        workers: local: parallel processes (default 1). Ray without `address`: CPUs of the
+            Ray instance started on this machine (default all). Ignored with `address`.
+        address: Ray only: the cluster to run on ("auto", HOST:PORT or ray://HOST:PORT);
+            None starts Ray on this machine (or uses a Ray session already open).
+        max_retries: Ray only: reruns of a run whose worker or node died; it resumes from its
+            last checkpoint. `results_root` must be one folder every node shares (checked
+            first, with an error naming each node that cannot use it).
+        progress: show the grid's bar and one line per finished run.
+    A finished run (done.json) is never recomputed; a run that raises stops the local grid at
+    once, while under Ray the other runs finish first (`executors.GridRunError` lists failures).
+    """
     validate_grid(profile, methods, seeds)
-    if workers < 1:
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r}; choose one of {EXECUTORS}")
+    if workers is not None and workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    if address is not None and executor != "ray":
+        raise ValueError("an address is a Ray cluster's: use it with executor='ray'")
+    executors.check_address(address)
     root = Path(results_root) / profile
     root.mkdir(parents=True, exist_ok=True)
     specs = [RunSpec(m, int(s), profile, task_seed) for m in methods for s in seeds]
     todo = [s for s in specs if not (root / s.run_id / "done.json").exists()]
     bar = _GridBar(total=len(specs), initial=len(specs) - len(todo), desc=f"grid[{profile}]",
                    disable=not progress)
-    if todo and workers == 1:
-        for spec in todo:
-            bar.set_postfix_str(spec.run_id)
-            _execute(spec, str(root / spec.run_id), device)
-            bar.update()
+
+    def on_done(job: executors.Job, done: dict[str, Any]) -> None:
+        bar.update()
+        if progress:
+            resumed = done.get("resumed_from", 0)
+            tqdm.write(f"{job.key}: done in {done['wall_s']:.0f} s on {done.get('host', '?')}"
+                       + (f" (resumed from iteration {resumed})" if resumed else ""),
+                       file=sys.stderr)  # beside the bar; stdout keeps the table
+
+    def on_poll(pending: Sequence[executors.Job]) -> None:
+        running = []
+        for job in pending:
+            info = _read_json(Path(job.args[1]) / "progress.json")
+            if info:
+                running.append(f"{job.key.rsplit('-', 1)[0]} {info['iteration']}/"
+                               f"{info['iterations']}")
+        bar.set_postfix_str(", ".join(running))
+
+    if todo and executor == "local":
+        jobs = [executors.Job(s.run_id, (s, str(root / s.run_id), device)) for s in todo]
+        executors.run_local(_execute, jobs, workers=workers or 1, on_done=on_done,
+                            on_poll=on_poll if progress else None,
+                            on_start=lambda job: bar.set_postfix_str(job.key))
     elif todo:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-            futures = {pool.submit(_execute, s, str(root / s.run_id), device): s for s in todo}
-            for fut in as_completed(futures):
-                fut.result()  # re-raise a worker's error with its message
-                bar.set_postfix_str(futures[fut].run_id)
-                bar.update()
+        shared = Path(results_root).resolve()  # workers may start in another folder
+        # Ray hands each task its own GPU as "cuda" (CUDA_VISIBLE_DEVICES): no index to pass
+        task_device = "cuda" if device.startswith("cuda") else device
+        jobs = [executors.Job(s.run_id, (s, str(shared / profile / s.run_id), task_device))
+                for s in todo]
+        executors.run_ray(_execute, jobs, results_root=shared,
+                          resources=executors.task_resources(device, RUN_THREADS),
+                          address=address, num_cpus=workers, max_retries=max_retries,
+                          on_done=on_done, on_poll=on_poll if progress else None)
     bar.close()
     return run_table(profile, methods, seeds, results_root=results_root, task_seed=task_seed)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in `path`, or None if it is missing or being replaced."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def run_status(profile: str, methods: Sequence[str] = METHODS,
+               seeds: Sequence[int] = (0, 1, 2), *, results_root: Path | str = DEFAULT_RESULTS,
+               task_seed: int = 0) -> pd.DataFrame:
+    """`run_table` plus where each run stands, read from its folder (so it works the same for
+    runs made by any executor, on any node sharing the folder): ``state`` is done, started
+    (it has reached an iteration: running now, or stopped and resumable) or pending;
+    ``iteration`` is the last one reached (of ``iterations``), ``host`` where, and
+    ``updated_s_ago`` how long ago (a large value with state started: nothing runs it)."""
+    table = run_table(profile, methods, seeds, results_root=results_root, task_seed=task_seed)
+    now = time.time()
+    rows = []
+    for row in table.itertuples():
+        info = _read_json(Path(row.dir) / "progress.json") or {}
+        done = _read_json(Path(row.dir) / "done.json") if row.done else None
+        state = "done" if row.done else "started" if info else "pending"
+        rows.append({"state": state, "iteration": info.get("iteration", 0),
+                     "iterations": info.get("iterations", get_profile(profile).iterations),
+                     "host": (done or {}).get("host", info.get("host", "")),
+                     "updated_s_ago": round(now - info["time"]) if "time" in info else None})
+    return pd.concat([table, pd.DataFrame(rows, index=table.index)], axis=1)
 
 
 def run_table(profile: str, methods: Sequence[str] = METHODS, seeds: Sequence[int] = (0, 1, 2), *,
