@@ -66,6 +66,12 @@ def test_environment_yml_has_nothing_extra():
     assert not extra, f"environment.yml lists {sorted(extra)}, pyproject.toml does not"
 
 
+def test_the_ray_extra_is_in_dev():
+    """CI installs .[dev]: the Ray executor's tests need the `ray` extra there too."""
+    extras = pyproject()["project"]["optional-dependencies"]
+    assert extras["ray"] and set(extras["ray"]) <= set(extras["dev"])
+
+
 def test_torch_is_pinned_everywhere():
     assert str(project_requirements()["torch"].specifier) == TORCH_PIN
     _, pip = conda_requirements()
