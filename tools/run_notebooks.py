@@ -106,7 +106,9 @@ def sanitize(nb: Any, source: Path, profile: str) -> Any:
                       "source_sha256": source_sha256(source), "profile": profile,
                       "parameters": pm.get("parameters", {})}
     meta.pop("widgets", None)
-    for cell in nb.cells:
+    for i, cell in enumerate(nb.cells):
+        # stable ids (the converter draws random ones): index and source decide them
+        cell.id = hashlib.sha256(f"{i}:{cell.source}".encode()).hexdigest()[:8]
         cell.metadata.pop("papermill", None)
         cell.metadata.pop("execution", None)
         if cell.cell_type != "code":
