@@ -49,6 +49,14 @@ def encode_observation(state: UserState, cfg: SystemConfig) -> np.ndarray:
     return np.clip(np.concatenate([onehot, cols], axis=1), 0.0, 1.0).astype(np.float32).ravel()
 
 
+def positive_feature_ranges(cfg: SystemConfig) -> tuple[tuple[int, float, float], ...]:
+    """(column in a user's observation, low, high) of the min-max scaled positive physical
+    quantities: bandwidth (MHz), distance (m), task and result size (KB)."""
+    h = cfg.n_servers
+    return ((h, *map(float, cfg.bandwidth_mhz_range)), (h + 1, *map(float, cfg.distance_m_range)),
+            (h + 3, *map(float, cfg.task_kb_range)), (h + 4, *map(float, cfg.result_kb_range)))
+
+
 class EdgeCloudEnv(gym.Env):
     """Edge-cloud AI service management under one AI service function condition.
 

@@ -128,20 +128,21 @@ from .conditions import DT_NAMES, TEST_NAMES, Condition, TaskSet, make_task_set
 from .config import EnvConfig
 from .env import EdgeCloudEnv
 from .evaluation import evaluate
+from .policies import CONTEXT_SEED  # one context seed for PEARL and the yardsticks
 
 METHODS: tuple[str, ...] = ("pearl", "sac_dt", "sac_t_m", "sac_aisf_1", "sac_aisf_2",
                             "sac_aisf_3")
 CHECKPOINT = "checkpoint.pt"
 BEST_AGENT = "agent.pt"
-CHECKPOINT_VERSION = 2
+CHECKPOINT_VERSION = 3
 CURVE_SEED = 1_000
 """Slot-state seed of every learning-curve evaluation on T1-T3 (common to all methods)."""
 VALIDATION_SEED = 2_000
 """Slot-state seed of the validation on the agent's own training conditions."""
 FINAL_SEED = 3_000
 """Slot-state seed of final.csv (and the default of `adaptation_curve`)."""
-CONTEXT_SEED = 4_000
-"""Seed of the separate environment in which PEARL collects its adaptation context."""
+HELDOUT_SEED = 5_000
+"""Slot-state and action seed of the random-action slots the critic's error is measured on."""
 
 __all__ = ["METHODS", "PROFILES", "CheckpointError", "NonFiniteLossError", "PEARLPolicy",
            "AgentPolicy", "Profile", "TrainResult", "adaptation_curve", "get_profile",
@@ -202,6 +203,12 @@ class Profile:
     """Slots per test condition of final.csv (with the oracle)."""
     checkpoint_every: int
     """Iterations between checkpoints (the last iteration always is one)."""
+    context_size_sampling: bool = False
+    """PEARL (ours): each training context holds U{1..context_size} transitions instead of
+    context_size, so the few-transition posteriors of adaptation are in distribution."""
+    heldout_slots: int = 20
+    """Random-action slots per training condition on which the critic's per-user latency error
+    (``critic_rmse_s``) is measured; never trained on."""
     env: EnvConfig = field(default_factory=EnvConfig)
     """Environment config (the paper's system unless a test shrinks it)."""
     description: str = ""
@@ -213,7 +220,8 @@ class Profile:
             raise TypeError(f"profile.env must be an EnvConfig, got {type(self.env).__name__}")
         for name in ("iterations", "collect_steps", "t_train", "k_prime", "lambda1", "lambda2",
                      "batch_size", "buffer_capacity", "context_size", "context_capacity",
-                     "eval_every", "eval_slots", "val_slots", "final_slots", "checkpoint_every"):
+                     "eval_every", "eval_slots", "val_slots", "final_slots", "checkpoint_every",
+                     "heldout_slots"):
             _pos_int(name, getattr(self, name))
         for name in ("initial_random_steps", "eval_context"):
             v = getattr(self, name)
@@ -241,22 +249,25 @@ PROFILES: dict[str, Profile] = {
         agent=SACConfig(arch="structured", hidden=32, n_layers=1, embed_dim=4, latent_dim=2,
                         encoder_hidden=32, encoder_layers=1, lr=3e-3, temperature_lr=3e-3,
                         target_entropy=0.3, init_temperature=0.05, per_user_reward=True,
-                        latent_per_user=True, posterior_prior_factor=True),
+                        latent_per_user=True, posterior_prior_factor=True, pooled=False,
+                        joint_actor=True, log_latency_critic=True, lr_cosine=True,
+                        encoder_decisions=True),
         iterations=10, collect_steps=10, initial_random_steps=10, t_train=6, k_prime=2,
         lambda1=1, lambda2=1, batch_size=32, buffer_capacity=200, context_size=8,
         context_capacity=40, eval_every=5, eval_slots=4, val_slots=4, eval_context=4,
-        final_slots=4, checkpoint_every=2),
+        final_slots=4, checkpoint_every=2, context_size_sampling=True, heldout_slots=4),
     "quick": Profile(
-        name="quick", description="make reproduce default: the Fig. 3 grid in ~30 min on 2 cores",
-        agent=SACConfig(arch="structured", hidden=64, n_layers=2, embed_dim=16, latent_dim=4,
-                        encoder_hidden=64, encoder_layers=2, lr=1e-3, temperature_lr=3e-3,
+        name="quick", description="make reproduce default (run times: see the README)",
+        agent=SACConfig(arch="structured", hidden=128, n_layers=2, embed_dim=16, latent_dim=8,
+                        encoder_hidden=64, encoder_layers=2, lr=3e-3, temperature_lr=3e-3,
                         tau=0.02, target_entropy=0.3, init_temperature=0.05,
                         per_user_reward=True, latent_per_user=True,
-                        posterior_prior_factor=True),
-        iterations=100, collect_steps=20, initial_random_steps=40, t_train=16, k_prime=2,
+                        posterior_prior_factor=True, pooled=False, joint_actor=True,
+                        log_latency_critic=True, lr_cosine=True, encoder_decisions=True),
+        iterations=100, collect_steps=20, initial_random_steps=40, t_train=40, k_prime=2,
         lambda1=1, lambda2=1, batch_size=32, buffer_capacity=4000, context_size=32,
         context_capacity=200, eval_every=10, eval_slots=20, val_slots=20, eval_context=20,
-        final_slots=100, checkpoint_every=25),
+        final_slots=100, checkpoint_every=25, context_size_sampling=True),
     "paper": Profile(
         name="paper", description="Table I: AdamW 3e-5, batch 256, 5 x 700, lambda 10/40, "
                                   "T_train 40, beta 0.1, K' 2",
@@ -332,7 +343,7 @@ def collect_context(agent: DiscreteSACAgent, env: EdgeCloudEnv, n: int,
         z = agent.infer_z(buf.recent(n), sample=True)
         action = agent.act(obs, z, greedy=False)
         next_obs, reward, _, truncated, info = env.step(action)
-        buf.add(obs, action, reward, next_obs, info["latency"])
+        buf.add(obs, action, reward, next_obs, info["latency"], decisions_of(info))
         obs = env.reset()[0] if truncated else next_obs
     agent.generator.set_state(gen_state)  # adaptation does not disturb the agent's training RNG
     return buf.recent(n)
@@ -379,7 +390,7 @@ class PEARLPolicy:
     def observe(self, obs, action, reward, next_obs, info) -> None:
         buf = self._online_buf
         if self.online and buf is not None and buf.size < self.n_context:
-            buf.add(obs, action, reward, next_obs, info["latency"])
+            buf.add(obs, action, reward, next_obs, info["latency"], decisions_of(info))
             self.z = self.agent.infer_z(buf.recent(buf.size), sample=False)
 
 
@@ -463,6 +474,250 @@ def _score(agent: DiscreteSACAgent, method: str, conditions: Sequence[str], task
     return out
 
 
+def decisions_of(info: dict[str, Any]) -> np.ndarray:
+    """The executed (post-repair) decisions of a slot, (U, 3): DS, placement, model."""
+    return np.stack([info["ds"], info["placement"], info["model"]], axis=-1)
+
+
+def heldout_slots(env: EdgeCloudEnv, n: int, seed: int) -> dict[str, np.ndarray]:
+    """``n`` slots of uniformly random actions on ``env`` (reset with `seed`), as a context dict:
+    the held-out data on which the critic's per-user latency error is measured."""
+    spec = ActionSpec.from_env(env)
+    buf = ContextBuffer(n, spec.obs_dim, (spec.n_users, len(spec.heads)))
+    rng = np.random.default_rng(seed)
+    obs, _ = env.reset(seed=seed)
+    for _ in range(n):
+        action = rng.integers(0, env.action_space.nvec).astype(np.int64)
+        next_obs, reward, _, truncated, info = env.step(action)
+        buf.add(obs, action, reward, next_obs, info["latency"], decisions_of(info))
+        obs = env.reset()[0] if truncated else next_obs
+    return buf.recent(n)
+
+
+def critic_error(agent: DiscreteSACAgent, data: dict[str, np.ndarray],
+                 n_context: int = 0) -> float:
+    """RMS error (s) of the critics' per-user latency on the slots of `data` (PEARL: z is the
+    posterior mean of the first ``n_context`` slots, scored on the rest); NaN without a per-user
+    critic."""
+    if not agent.cfg.per_user_reward:
+        return float("nan")
+    ctx = {k: v[:n_context] for k, v in data.items()}
+    test = {k: v[n_context:] for k, v in data.items()}
+    with torch.no_grad():
+        z = agent.infer_z(ctx, sample=False)
+        zz = None if z is None else z.unsqueeze(0).expand(len(test["reward"]), *z.shape)
+        pred = agent.predicted_latency(agent._t(test["obs"]),
+                                       agent._t(test["action"], torch.int64), zz)
+    return float(np.sqrt(np.mean((pred.cpu().numpy() - test["latency"]) ** 2)))
+
+
+class _Trainer:
+    """One run of Algorithm 1, in the steps a reader can match to the paper:
+
+    ``collect`` (lines 2-5: data in every training condition), ``sample_tasks`` (line 6: K'
+    conditions, once per iteration), ``train_epochs`` (lines 7-19: T_train epochs of critic,
+    encoder, temperature and actor updates), plus ``evaluate`` (learning curve, validation for
+    early stopping, the critic's held-out error), ``save``/``restore`` (atomic, bit-exact resume)
+    and ``finish`` (best agent, final.csv). `train` drives it."""
+
+    def __init__(self, method: str, profile: Profile, seed: int, run_dir: Path, task_seed: int,
+                 device: torch.device) -> None:
+        self.method, self.profile, self.seed, self.run_dir = method, profile, seed, run_dir
+        self.task_seed = task_seed
+        self.names = training_conditions(method)
+        self.task_set = make_task_set(task_seed, profile.env.system, profile.env.conditions)
+        # everything random derives from `seed`
+        ss_agent, ss_train, ss_env = np.random.SeedSequence(seed).spawn(3)
+        self.envs = {n: EdgeCloudEnv(condition=n, task_set=self.task_set, config=profile.env)
+                     for n in self.names}
+        for env, ss in zip(self.envs.values(), ss_env.spawn(len(self.names)), strict=True):
+            env.reset(seed=int(ss.generate_state(1)[0]))
+        self.spec = ActionSpec.from_env(next(iter(self.envs.values())))
+        self.acfg = profile.agent_config(method)
+        self.agent = DiscreteSACAgent(self.spec, self.acfg,
+                                      seed=int(ss_agent.generate_state(1)[0]), device=device)
+        self.agent.set_lr_horizon(profile.iterations * profile.t_train)
+        self.rng = np.random.default_rng(ss_train)
+        random.seed(seed)
+        torch.manual_seed(seed)
+        shape = (self.spec.n_users, len(self.spec.heads))
+        self.replay = {n: ReplayBuffer(profile.buffer_capacity, self.spec.obs_dim, shape)
+                       for n in self.names}
+        self.ctxbuf = {n: ContextBuffer(profile.context_capacity, self.spec.obs_dim, shape)
+                       for n in self.names}
+        # K' of Algorithm 1; single-condition methods draw their one condition with K' times
+        # the batch, so every method gets the same samples per gradient step
+        self.k_prime = min(profile.k_prime, len(self.names))
+        self.batch = profile.batch_size * profile.k_prime // self.k_prime
+        self.iteration, self.env_steps = 0, 0
+        self.best: dict[str, Any] = {"score": float("inf"), "iteration": 0, "state": None}
+        self.curve_rows: list[dict] = []
+        self.log_rows: list[dict] = []
+        self._heldout: dict[str, dict[str, np.ndarray]] | None = None
+        self.header = {"method": method, "profile": profile.name, "seed": seed,
+                       "task_seed": task_seed,
+                       "config_hash": config_hash(method, profile, seed, task_seed),
+                       "version": CHECKPOINT_VERSION}
+
+    # --- Algorithm 1 ----------------------------------------------------------------------
+    def collect(self) -> None:
+        """Lines 2-5: a fresh episode in every training condition; PEARL acts on z drawn from
+        the posterior of a context of that condition (the prior before it has any data)."""
+        p, agent = self.profile, self.agent
+        for n in self.names:
+            env = self.envs[n]
+            obs, _ = env.reset()
+            warm = len(self.replay[n]) < p.initial_random_steps
+            n_steps = p.initial_random_steps if warm else p.collect_steps
+            z = None
+            if agent.encoder is not None:
+                ctx = (self.ctxbuf[n].sample_context(p.context_size, self.rng)
+                       if len(self.ctxbuf[n]) else None)
+                z = agent.infer_z(ctx, sample=True)
+            for _ in range(n_steps):
+                if warm:
+                    action = self.rng.integers(0, env.action_space.nvec).astype(np.int64)
+                else:
+                    action = agent.act(obs, z, greedy=False)
+                next_obs, reward, _, truncated, info = env.step(action)
+                for buf in (self.replay[n], self.ctxbuf[n]):
+                    buf.add(obs, action, reward, next_obs, info["latency"], decisions_of(info))
+                obs = env.reset()[0] if truncated else next_obs
+            self.env_steps += n_steps
+
+    def sample_tasks(self) -> list[str]:
+        """Line 6: the K' conditions of this iteration's epochs."""
+        idx = self.rng.choice(len(self.names), size=self.k_prime, replace=False)
+        return [self.names[i] for i in idx]
+
+    def _context_size(self) -> int:
+        p = self.profile
+        if p.context_size_sampling:  # ours: the small contexts of adaptation are in distribution
+            return int(self.rng.integers(1, p.context_size + 1))
+        return p.context_size
+
+    def train_epochs(self, chosen: Sequence[str]) -> dict[str, float]:
+        """Lines 7-19: T_train epochs, each on a fresh batch (and context) of every chosen
+        condition; returns the epochs' mean diagnostics."""
+        p, agent, diags = self.profile, self.agent, []
+        for epoch in range(1, p.t_train + 1):
+            batches = [self.replay[n].sample(self.batch, self.rng) for n in chosen]
+            contexts = None
+            if agent.encoder is not None:
+                contexts = [self.ctxbuf[n].sample_context(self._context_size(), self.rng)
+                            for n in chosen]
+            try:
+                diags.append(agent.update(batches, contexts, epoch, p.lambda1, p.lambda2))
+            except NonFiniteLossError as exc:
+                raise NonFiniteLossError(
+                    f"{self.method} seed {self.seed}, iteration {self.iteration}, epoch {epoch}: "
+                    f"{exc}; the last good checkpoint ({self.run_dir / CHECKPOINT}) is kept"
+                ) from exc
+        return pd.DataFrame(diags).mean(numeric_only=True).to_dict()
+
+    # --- evaluation ----------------------------------------------------------------------
+    def heldout(self) -> dict[str, dict[str, np.ndarray]]:
+        """Random-action slots per training condition that training never sees (its own seed)."""
+        if self._heldout is None:
+            p = self.profile
+            n = p.heldout_slots + (p.eval_context if self.agent.encoder is not None else 0)
+            self._heldout = {
+                name: heldout_slots(EdgeCloudEnv(condition=name, task_set=self.task_set,
+                                                 config=p.env), n, HELDOUT_SEED)
+                for name in self.names}
+        return self._heldout
+
+    def critic_rmse(self) -> float:
+        """The critic's per-user latency RMS error (s) on the held-out slots of the training
+        conditions (PEARL: z from the first ``eval_context`` of them)."""
+        n_ctx = self.profile.eval_context if self.agent.encoder is not None else 0
+        errs = [critic_error(self.agent, d, n_ctx) ** 2 for d in self.heldout().values()]
+        return float(np.sqrt(np.mean(errs)))
+
+    def evaluate(self) -> None:
+        """The learning curve on T1-T3 (recorded only) and the validation on the agent's own
+        training conditions (selects the best weights: no test leakage)."""
+        p, it = self.profile, self.iteration
+        for s in _score(self.agent, self.method, TEST_NAMES, self.task_set, p, p.eval_slots,
+                        CURVE_SEED):
+            self.curve_rows.append({"method": self.method, "seed": self.seed,
+                                    "env_steps": self.env_steps, "iteration": it,
+                                    "condition": s["condition"],
+                                    "mean_latency_s": s["mean_latency_s"],
+                                    "cloud_share": s["cloud_share"],
+                                    "accuracy_violation_rate": s["accuracy_violation_rate"]})
+        val = _score(self.agent, self.method, self.names, self.task_set, p, p.val_slots,
+                     VALIDATION_SEED)
+        score = float(np.mean([s["mean_latency_s"] for s in val]))
+        self.log_rows[-1]["validation_latency_s"] = score
+        self.log_rows[-1]["critic_rmse_s"] = self.critic_rmse()
+        if score < self.best["score"]:
+            self.best = {"score": score, "iteration": it,
+                         "state": {k: v.detach().cpu().clone()
+                                   for k, v in self.agent.state_dict().items()}}
+
+    # --- persistence ---------------------------------------------------------------------
+    def save(self) -> None:
+        atomic_save({**self.header, "iteration": self.iteration, "env_steps": self.env_steps,
+                     "agent": self.agent.full_state(),
+                     "replay": {n: b.state_dict() for n, b in self.replay.items()},
+                     "context": {n: b.state_dict() for n, b in self.ctxbuf.items()},
+                     "env_rng": {n: e.np_random.bit_generator.state
+                                 for n, e in self.envs.items()},
+                     "rng": self.rng.bit_generator.state, "python_rng": random.getstate(),
+                     "torch_rng": torch.get_rng_state(), "best": self.best,
+                     "curve": self.curve_rows, "train_log": self.log_rows},
+                    self.run_dir / CHECKPOINT)
+
+    def restore(self) -> None:
+        """Resume from ``run_dir/checkpoint.pt`` if it exists (refusing another run's)."""
+        path = self.run_dir / CHECKPOINT
+        if not path.exists():
+            return
+        state = load_checkpoint(path)
+        _check_header(state, path, self.method, self.profile, self.seed, self.task_seed)
+        try:
+            self.agent.load_full_state(state["agent"])
+            for n in self.names:
+                self.replay[n].load_state_dict(state["replay"][n])
+                self.ctxbuf[n].load_state_dict(state["context"][n])
+                self.envs[n].np_random.bit_generator.state = state["env_rng"][n]
+            self.rng.bit_generator.state = state["rng"]
+            random.setstate(state["python_rng"])
+            torch.set_rng_state(state["torch_rng"])
+        except (KeyError, ValueError, RuntimeError, TypeError) as exc:
+            raise CheckpointError(f"checkpoint {path} does not fit this run: {exc}") from exc
+        self.iteration, self.env_steps = state["iteration"], state["env_steps"]
+        self.best, self.curve_rows = state["best"], state["curve"]
+        self.log_rows = state["train_log"]
+
+    def write_csvs(self) -> None:
+        pd.DataFrame(self.curve_rows, columns=CURVE_COLUMNS).to_csv(self.run_dir / "curve.csv",
+                                                                    index=False)
+        pd.DataFrame(self.log_rows).to_csv(self.run_dir / "train_log.csv", index=False)
+
+    def finish(self) -> pd.DataFrame:
+        """Best agent -> agent.pt; its greedy policy on T1-T3 with the oracle -> final.csv."""
+        agent = self.agent
+        if self.best["state"] is not None:
+            agent.load_state_dict(self.best["state"])
+        atomic_save({"method": self.method, "seed": self.seed, "task_seed": self.task_seed,
+                     "spec": self.spec, "agent_config": self.acfg, "profile": self.profile,
+                     "best_iteration": self.best["iteration"],
+                     "model": {k: v.detach().cpu() for k, v in agent.state_dict().items()}},
+                    self.run_dir / BEST_AGENT)
+        rmse = self.critic_rmse()
+        rows = [{**s, "method": self.method, "seed": self.seed,
+                 "best_iteration": self.best["iteration"], "env_steps": self.env_steps,
+                 "critic_rmse_s": rmse}
+                for s in _score(agent, self.method, TEST_NAMES, self.task_set, self.profile,
+                                self.profile.final_slots, FINAL_SEED, with_oracle=True)]
+        final = pd.DataFrame(rows)
+        final.to_csv(self.run_dir / "final.csv", index=False)
+        self.write_csvs()
+        return final
+
+
 def train(method: str, profile: str | Profile, seed: int, run_dir: str | os.PathLike, *,
           task_seed: int = 0, device: str = "auto", progress: bool = True,
           num_threads: int | None = 1,
@@ -481,7 +736,9 @@ def train(method: str, profile: str | Profile, seed: int, run_dir: str | os.Path
         num_threads: torch CPU threads for this process (None: leave as is).
         hook: called as ``hook(iteration, agent)`` after each iteration (after its checkpoint);
             tests use it to interrupt a run. Not part of the run's identity.
-    Writes ``curve.csv``, ``train_log.csv``, ``final.csv``, ``agent.pt`` (best agent) and
+    Writes ``curve.csv``, ``train_log.csv`` (per iteration: losses, temperature, entropy, KL;
+    at evaluation points the validation latency and the critic's held-out per-user latency
+    RMS error ``critic_rmse_s``), ``final.csv``, ``agent.pt`` (best agent) and
     ``checkpoint.pt`` in `run_dir`. Raises `NonFiniteLossError` on a NaN/inf loss (the last good
     checkpoint stays on disk).
     """
@@ -489,162 +746,46 @@ def train(method: str, profile: str | Profile, seed: int, run_dir: str | os.Path
 
     t0 = time.perf_counter()
     profile = get_profile(profile)
-    names = training_conditions(method)
+    training_conditions(method)  # refuses an unknown method before any work
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
-    seed, task_seed = int(seed), int(task_seed)
     if num_threads is not None:
         torch.set_num_threads(int(num_threads))
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    dev = resolve_device(device)
-    task_set = make_task_set(task_seed, profile.env.system, profile.env.conditions)
-
-    # --- everything random derives from `seed` ------------------------------------------------
-    ss_agent, ss_train, ss_env = np.random.SeedSequence(seed).spawn(3)
-    envs = {n: EdgeCloudEnv(condition=n, task_set=task_set, config=profile.env) for n in names}
-    for env, ss in zip(envs.values(), ss_env.spawn(len(names)), strict=True):
-        env.reset(seed=int(ss.generate_state(1)[0]))
-    spec = ActionSpec.from_env(next(iter(envs.values())))
-    acfg = profile.agent_config(method)
-    agent = DiscreteSACAgent(spec, acfg, seed=int(ss_agent.generate_state(1)[0]), device=dev)
-    rng = np.random.default_rng(ss_train)
-    random.seed(seed)
-    torch.manual_seed(seed)
-    action_shape = (spec.n_users, len(spec.heads))
-    replay = {n: ReplayBuffer(profile.buffer_capacity, spec.obs_dim, action_shape) for n in names}
-    ctxbuf = {n: ContextBuffer(profile.context_capacity, spec.obs_dim, action_shape) for n in names}
-    start_iter, env_steps, best = 0, 0, {"score": float("inf"), "iteration": 0, "state": None}
-    curve_rows: list[dict] = []
-    log_rows: list[dict] = []
-
-    ckpt_path = run_dir / CHECKPOINT
-    header = {"method": method, "profile": profile.name, "seed": seed, "task_seed": task_seed,
-              "config_hash": config_hash(method, profile, seed, task_seed),
-              "version": CHECKPOINT_VERSION}
-    if ckpt_path.exists():
-        state = load_checkpoint(ckpt_path)
-        _check_header(state, ckpt_path, method, profile, seed, task_seed)
-        try:
-            agent.load_full_state(state["agent"])
-            for n in names:
-                replay[n].load_state_dict(state["replay"][n])
-                ctxbuf[n].load_state_dict(state["context"][n])
-                envs[n].np_random.bit_generator.state = state["env_rng"][n]
-            rng.bit_generator.state = state["rng"]
-            random.setstate(state["python_rng"])
-            torch.set_rng_state(state["torch_rng"])
-        except (KeyError, ValueError, RuntimeError) as exc:
-            raise CheckpointError(f"checkpoint {ckpt_path} does not fit this run: {exc}") from exc
-        start_iter, env_steps = state["iteration"], state["env_steps"]
-        best, curve_rows, log_rows = state["best"], state["curve"], state["train_log"]
-
-    def save_checkpoint(iteration: int) -> None:
-        atomic_save({**header, "iteration": iteration, "env_steps": env_steps,
-                     "agent": agent.full_state(),
-                     "replay": {n: b.state_dict() for n, b in replay.items()},
-                     "context": {n: b.state_dict() for n, b in ctxbuf.items()},
-                     "env_rng": {n: e.np_random.bit_generator.state for n, e in envs.items()},
-                     "rng": rng.bit_generator.state, "python_rng": random.getstate(),
-                     "torch_rng": torch.get_rng_state(), "best": best, "curve": curve_rows,
-                     "train_log": log_rows}, ckpt_path)
-
-    def write_csvs() -> None:
-        pd.DataFrame(curve_rows, columns=CURVE_COLUMNS).to_csv(run_dir / "curve.csv", index=False)
-        pd.DataFrame(log_rows).to_csv(run_dir / "train_log.csv", index=False)
-
-    # --- Algorithm 1 ---------------------------------------------------------------------------
-    k_prime = min(profile.k_prime, len(names))
+    run = _Trainer(method, profile, int(seed), run_dir, int(task_seed), resolve_device(device))
+    run.restore()
+    start_iter = run.iteration
     bar = tqdm(total=profile.iterations, initial=start_iter, desc=f"{method} s{seed}",
                disable=not progress, leave=False)
-    for it in range(start_iter + 1, profile.iterations + 1):
-        # lines 2-5: collect in every training condition
-        for n in names:
-            env = envs[n]
-            obs, _ = env.reset()
-            warm = len(replay[n]) < profile.initial_random_steps
-            n_steps = profile.initial_random_steps if warm else profile.collect_steps
-            z = None
-            if agent.encoder is not None:
-                ctx = (ctxbuf[n].sample_context(profile.context_size, rng)
-                       if len(ctxbuf[n]) else None)
-                z = agent.infer_z(ctx, sample=True)
-            for _ in range(n_steps):
-                if warm:
-                    action = rng.integers(0, env.action_space.nvec).astype(np.int64)
-                else:
-                    action = agent.act(obs, z, greedy=False)
-                next_obs, reward, _, truncated, info = env.step(action)
-                replay[n].add(obs, action, reward, next_obs, info["latency"])
-                ctxbuf[n].add(obs, action, reward, next_obs, info["latency"])
-                obs = env.reset()[0] if truncated else next_obs
-            env_steps += n_steps
-        # lines 6-19: T_train epochs on K' sampled conditions
-        diags = []
-        for epoch in range(1, profile.t_train + 1):
-            chosen = [names[i] for i in rng.choice(len(names), size=k_prime, replace=False)]
-            batches = [replay[n].sample(profile.batch_size, rng) for n in chosen]
-            contexts = ([ctxbuf[n].sample_context(profile.context_size, rng) for n in chosen]
-                        if agent.encoder is not None else None)
-            try:
-                diags.append(agent.update(batches, contexts, epoch, profile.lambda1,
-                                          profile.lambda2))
-            except NonFiniteLossError as exc:
-                bar.close()
-                raise NonFiniteLossError(
-                    f"{method} seed {seed}, iteration {it}, epoch {epoch}: {exc}; the last good "
-                    f"checkpoint ({ckpt_path}) is kept") from exc
-        row = {"iteration": it, "env_steps": env_steps}
-        row.update(pd.DataFrame(diags).mean(numeric_only=True).to_dict())
-        log_rows.append(row)
-
-        # evaluation: curve on T1-T3 (recorded only), validation on own conditions (selects)
-        if it % profile.eval_every == 0 or it == profile.iterations:
-            for s in _score(agent, method, TEST_NAMES, task_set, profile, profile.eval_slots,
-                            CURVE_SEED):
-                curve_rows.append({"method": method, "seed": seed, "env_steps": env_steps,
-                                   "iteration": it, "condition": s["condition"],
-                                   "mean_latency_s": s["mean_latency_s"]})
-            val = _score(agent, method, names, task_set, profile, profile.val_slots,
-                         VALIDATION_SEED)
-            score = float(np.mean([s["mean_latency_s"] for s in val]))
-            log_rows[-1]["validation_latency_s"] = score
-            if score < best["score"]:
-                best = {"score": score, "iteration": it,
-                        "state": {k: v.detach().cpu().clone()
-                                  for k, v in agent.state_dict().items()}}
-            write_csvs()
-            bar.set_postfix(val=f"{score:.4f}", best=f"{best['score']:.4f}")
-        if it % profile.checkpoint_every == 0 or it == profile.iterations:
-            save_checkpoint(it)
-        bar.update(1)
-        if hook is not None:
-            hook(it, agent)
-    bar.close()
-
-    # --- best agent -> agent.pt and final.csv -------------------------------------------------
-    if best["state"] is not None:
-        agent.load_state_dict(best["state"])
-    atomic_save({"method": method, "seed": seed, "task_seed": task_seed, "spec": spec,
-                 "agent_config": acfg, "profile": profile, "best_iteration": best["iteration"],
-                 "model": {k: v.detach().cpu() for k, v in agent.state_dict().items()}},
-                run_dir / BEST_AGENT)
-    final_rows = []
-    for s in _score(agent, method, TEST_NAMES, task_set, profile, profile.final_slots, FINAL_SEED,
-                    with_oracle=True):
-        final_rows.append({"method": method, "seed": seed, **s,
-                           "best_iteration": best["iteration"], "env_steps": env_steps})
-    final = pd.DataFrame(final_rows)
-    final.to_csv(run_dir / "final.csv", index=False)
-    write_csvs()
-    return TrainResult(method=method, seed=seed, run_dir=run_dir, agent=agent,
-                       curve=pd.DataFrame(curve_rows, columns=CURVE_COLUMNS),
-                       train_log=pd.DataFrame(log_rows), final=final,
-                       best_iteration=best["iteration"], wall_s=time.perf_counter() - t0,
+    try:
+        for it in range(start_iter + 1, profile.iterations + 1):
+            run.iteration = it
+            run.collect()
+            diag = run.train_epochs(run.sample_tasks())
+            run.log_rows.append({"iteration": it, "env_steps": run.env_steps, **diag})
+            if it % profile.eval_every == 0 or it == profile.iterations:
+                run.evaluate()
+                run.write_csvs()
+                bar.set_postfix(val=f"{run.log_rows[-1]['validation_latency_s']:.4f}",
+                                best=f"{run.best['score']:.4f}")
+            if it % profile.checkpoint_every == 0 or it == profile.iterations:
+                run.save()
+            bar.update(1)
+            if hook is not None:
+                hook(it, run.agent)
+    finally:
+        bar.close()
+    final = run.finish()
+    return TrainResult(method=method, seed=int(seed), run_dir=run_dir, agent=run.agent,
+                       curve=pd.DataFrame(run.curve_rows, columns=CURVE_COLUMNS),
+                       train_log=pd.DataFrame(run.log_rows), final=final,
+                       best_iteration=run.best["iteration"], wall_s=time.perf_counter() - t0,
                        resumed_from=start_iter)
 
 
-CURVE_COLUMNS = ["method", "seed", "env_steps", "iteration", "condition", "mean_latency_s"]
+CURVE_COLUMNS = ["method", "seed", "env_steps", "iteration", "condition", "mean_latency_s",
+                 "cloud_share", "accuracy_violation_rate"]
 
 
 def load_agent(run_dir: str | os.PathLike, *, device: str = "cpu") -> DiscreteSACAgent:

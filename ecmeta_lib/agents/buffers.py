@@ -8,7 +8,9 @@ so a resumed run sees exactly the data an uninterrupted one does. Sampling takes
 Besides the scalar reward, every transition can carry the per-user latency vector (U,) (the env's
 ``info["latency"]``; the controller observes each user's service latency): the per-user reward
 decomposition and the per-user context encoder learn from it. Transitions added without it store
-NaN there, and an agent that needs it refuses such a batch.
+NaN there, and an agent that needs it refuses such a batch. Likewise the executed (post-repair)
+decisions (U, 3) = (DS, placement 0 local / 1..H edge server / H+1 cloud, model) from the env's
+``info``, which PEARL's encoder can read (``encoder_decisions``); missing ones are stored as -1.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class ReplayBuffer:
         self.action = np.zeros((capacity, *action_shape), np.int8)
         self.reward = np.zeros(capacity, np.float32)
         self.latency = np.full((capacity, action_shape[0]), np.nan, np.float32)
+        self.decision = np.full((capacity, *action_shape), -1, np.int8)
         self.ptr = 0
         self.size = 0
 
@@ -43,10 +46,14 @@ class ReplayBuffer:
         return self.size
 
     def add(self, obs: np.ndarray, action: np.ndarray, reward: float,
-            next_obs: np.ndarray, latency: np.ndarray | None = None) -> None:
-        """Store one transition; ``latency`` is the per-user latency vector (U,) in s, if known."""
+            next_obs: np.ndarray, latency: np.ndarray | None = None,
+            decision: np.ndarray | None = None) -> None:
+        """Store one transition; ``latency`` is the per-user latency vector (U,) in s, if known,
+        ``decision`` the executed (DS, placement, model) per user (U, 3), if known."""
         i = self.ptr
         self.latency[i] = np.nan if latency is None else np.asarray(latency, np.float32)
+        self.decision[i] = -1 if decision is None else np.asarray(decision).reshape(
+            self.decision.shape[1:])
         self.obs[i] = obs
         self.action[i] = np.asarray(action).reshape(self.action.shape[1:])
         self.reward[i] = reward
@@ -66,7 +73,8 @@ class ReplayBuffer:
     def take(self, idx: np.ndarray) -> dict[str, np.ndarray]:
         return {"obs": self.obs[idx].astype(np.float32),
                 "action": self.action[idx].astype(np.int64), "reward": self.reward[idx],
-                "latency": self.latency[idx], "next_obs": self.next_obs[idx].astype(np.float32)}
+                "latency": self.latency[idx], "next_obs": self.next_obs[idx].astype(np.float32),
+                "decision": self.decision[idx].astype(np.int64)}
 
     def recent(self, n: int) -> dict[str, np.ndarray]:
         """The ``n`` most recent transitions (fewer if the buffer holds fewer)."""
@@ -79,7 +87,7 @@ class ReplayBuffer:
         return {"capacity": self.capacity, "ptr": self.ptr, "size": n,
                 "obs": self.obs[:n].copy(), "next_obs": self.next_obs[:n].copy(),
                 "action": self.action[:n].copy(), "reward": self.reward[:n].copy(),
-                "latency": self.latency[:n].copy()}
+                "latency": self.latency[:n].copy(), "decision": self.decision[:n].copy()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state["capacity"] != self.capacity or state["obs"].shape[1:] != self.obs.shape[1:]:
@@ -91,6 +99,9 @@ class ReplayBuffer:
         self.latency[:] = np.nan
         if "latency" in state:
             self.latency[:n] = state["latency"]
+        self.decision[:] = -1
+        if "decision" in state:
+            self.decision[:n] = state["decision"]
 
 
 class ContextBuffer(ReplayBuffer):

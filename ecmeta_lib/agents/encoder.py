@@ -34,6 +34,11 @@ def gaussian_product(mu_n: torch.Tensor, var_n: torch.Tensor, dim: int,
     return var * (mu_n / var_n).sum(dim=dim), var
 
 
+def decision_heads(spec: ActionSpec) -> tuple[int, int, int]:
+    """Choices of the executed decisions (DS, placement, model): placement adds the cloud to TA."""
+    return (spec.heads[0], spec.heads[1] + 1, spec.heads[2])
+
+
 class ContextEncoder(nn.Module):
     """q_phi(z | c) as a product of per-transition Gaussian factors.
 
@@ -112,31 +117,46 @@ class PerUserContextEncoder(nn.Module):
         use_next_obs: also feed the user's slice of s'.
         reward_scale: multiplies minus the latency before encoding (keeps it O(1)).
         prior_factor: multiply the prior into the posterior (see `gaussian_product`).
+        use_decisions: (ours) encode the post-repair decisions the slot actually executed -
+            DS, placement (local, ES 1..H, cloud) and model - with the log of the user's latency,
+            instead of the requested action and minus the scaled latency. The requested action
+            hides what happened: an accuracy repair (another model) and a cloud overflow (another
+            place) both change the latency of the same action, and only the decisions tell which
+            parameter of which model the latency measures.
     """
 
     def __init__(self, spec: ActionSpec, latent_dim: int, hidden: int, n_layers: int,
                  embed_dim: int, use_next_obs: bool = False, reward_scale: float = 1.0,
-                 prior_factor: bool = False) -> None:
+                 prior_factor: bool = False, use_decisions: bool = False) -> None:
         super().__init__()
         self.spec, self.latent_dim, self.use_next_obs = spec, latent_dim, use_next_obs
         self.reward_scale, self.prior_factor = reward_scale, prior_factor
+        self.use_decisions = use_decisions
         self.embed = nn.Parameter(torch.randn(spec.n_users, embed_dim) * 0.1)
         d = spec.obs_per_user
-        in_dim = d * (2 if use_next_obs else 1) + embed_dim + spec.action_width + 1
+        self.decision_heads = decision_heads(spec)
+        width = sum(self.decision_heads) if use_decisions else spec.action_width
+        in_dim = d * (2 if use_next_obs else 1) + embed_dim + width + 1
         self.net = mlp(in_dim, hidden, n_layers, 2 * latent_dim)
 
     def factors(self, obs: torch.Tensor, action: torch.Tensor, latency: torch.Tensor,
                 next_obs: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-(transition, user) (mu, sigma^2), each (..., N, U, L).
 
-        ``obs`` (..., N, U*D); ``action`` (..., N, U, n_heads) integers; ``latency`` (..., N, U).
+        ``obs`` (..., N, U*D); ``action`` (..., N, U, n_heads) integers - with ``use_decisions``
+        the executed (DS, placement, model); ``latency`` (..., N, U) in s.
         """
         u, d = self.spec.n_users, self.spec.obs_per_user
         lead = obs.shape[:-1]
         x = obs.reshape(*lead, u, d)
-        parts = [x, self.embed.expand(*lead, u, self.embed.shape[-1]),
-                 one_hot_actions(action, self.spec),
-                 (-latency * self.reward_scale).unsqueeze(-1)]
+        if self.use_decisions:
+            acts = torch.cat([F.one_hot(action[..., i].long(), h).float()
+                              for i, h in enumerate(self.decision_heads)], dim=-1)
+            signal = latency.clamp_min(1e-6).log()
+        else:
+            acts, signal = one_hot_actions(action, self.spec), -latency * self.reward_scale
+        parts = [x, self.embed.expand(*lead, u, self.embed.shape[-1]), acts,
+                 signal.unsqueeze(-1)]
         if self.use_next_obs:
             parts.insert(1, next_obs.reshape(*lead, u, d))
         out = self.net(torch.cat(parts, dim=-1))

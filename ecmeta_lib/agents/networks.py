@@ -15,7 +15,9 @@ Two architectures share one interface:
   user's action and averaged over users. The reward is minus a mean over users, so a mean of
   per-user values matches its shape; the mean-pooled features (which include the pooled action,
   i.e. the load put on every edge server) carry the coupling between users through the servers'
-  capacities.
+  capacities. Without ``pooled`` (ours, quick profile) each user's networks read only that user's
+  inputs: P2's coupling changes 0.013 % of per-user latencies under random actions, so the pooled
+  inputs cost compute and add input noise for a signal that is nearly absent.
 
 Inputs: ``obs`` (B, U*D), ``action`` (B, U, A) one-hots or probabilities, ``z`` (B, L) or None;
 the structured networks also take per-user latents ``z`` (B, U, L) (PEARL with
@@ -38,6 +40,10 @@ class ActionSpec:
     obs_per_user: int
     heads: tuple[int, ...]
     """Choices of each per-user sub-action, in action order: (|M|, |H|+1, |F|)."""
+    log_ranges: tuple[tuple[int, float, float], ...] = ()
+    """(column of the per-user observation, low, high) of the min-max scaled positive physical
+    quantities (bandwidth, distance, task and result size): the ``log_inputs`` networks read
+    them on a log scale, where latency, a product of ratios, is nearly additive."""
 
     @property
     def action_width(self) -> int:
@@ -58,10 +64,13 @@ class ActionSpec:
     def from_env(cls, env) -> ActionSpec:
         """Read the spec from an `EdgeCloudEnv` (or its Gymnasium wrapper)."""
         env = env.unwrapped
+        from ..env import positive_feature_ranges  # env is below the agents in the data flow
+
         nvec = env.action_space.nvec.reshape(-1, 3)
         u = nvec.shape[0]
         return cls(n_users=int(u), obs_per_user=int(env.observation_space.shape[0] // u),
-                   heads=tuple(int(x) for x in nvec[0]))
+                   heads=tuple(int(x) for x in nvec[0]),
+                   log_ranges=positive_feature_ranges(env.config.system))
 
 
 def mlp(in_dim: int, hidden: int, n_layers: int, out_dim: int) -> nn.Sequential:
@@ -69,7 +78,7 @@ def mlp(in_dim: int, hidden: int, n_layers: int, out_dim: int) -> nn.Sequential:
     layers: list[nn.Module] = []
     d = in_dim
     for _ in range(n_layers):
-        layers += [nn.Linear(d, hidden), nn.ReLU()]
+        layers += [nn.Linear(d, hidden), nn.ReLU(inplace=True)]
         d = hidden
     layers.append(nn.Linear(d, out_dim))
     return nn.Sequential(*layers)
@@ -124,37 +133,75 @@ class FlatCritic(nn.Module):
         return self.net(x).squeeze(-1)
 
 
+class LogInputs(nn.Module):
+    """Maps the min-max scaled columns of `ActionSpec.log_ranges` to
+    (log v - log low) / (log high - log low), v the physical value; other columns pass."""
+
+    def __init__(self, spec: ActionSpec) -> None:
+        super().__init__()
+        cols = [c for c, _, _ in spec.log_ranges]
+        lo = torch.tensor([lo for _, lo, _ in spec.log_ranges], dtype=torch.float32)
+        hi = torch.tensor([hi for _, _, hi in spec.log_ranges], dtype=torch.float32)
+        self.register_buffer("cols", torch.tensor(cols, dtype=torch.long), persistent=False)
+        self.register_buffer("lo", lo, persistent=False)
+        self.register_buffer("span", hi - lo, persistent=False)
+        self.register_buffer("log_lo", lo.log(), persistent=False)
+        self.register_buffer("log_span", hi.log() - lo.log(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.cols.numel() == 0:
+            return x
+        v = (self.lo + x[..., self.cols].clamp(0, 1) * self.span).log()
+        x = x.clone()
+        x[..., self.cols] = (v - self.log_lo) / self.log_span
+        return x
+
+
 class _PerUser(nn.Module):
     """Shared per-user trunk input: [x_u, e_u, (a_u), z, mean_u(x_u, (a_u))]."""
 
     def __init__(self, spec: ActionSpec, latent_dim: int, embed_dim: int,
-                 with_action: bool) -> None:
+                 with_action: bool, pooled: bool = True, log_inputs: bool = False) -> None:
         super().__init__()
-        self.spec = spec
+        self.spec, self.pooled = spec, pooled
+        self.log_inputs = LogInputs(spec) if log_inputs else None
         self.embed = nn.Parameter(torch.randn(spec.n_users, embed_dim) * 0.1)
         per_user = spec.obs_per_user + (spec.action_width if with_action else 0)
-        self.in_dim = 2 * per_user + embed_dim + latent_dim
+        self.in_dim = (2 if pooled else 1) * per_user + embed_dim + latent_dim
+
+    def user_inputs(self, obs: torch.Tensor) -> torch.Tensor:
+        """(B, U*D) observation -> (B, U, D) per-user inputs (log-scaled with ``log_inputs``)."""
+        x = obs.view(obs.shape[0], self.spec.n_users, self.spec.obs_per_user)
+        return x if self.log_inputs is None else self.log_inputs(x)
 
     def features(self, obs: torch.Tensor, action: torch.Tensor | None,
                  z: torch.Tensor | None) -> torch.Tensor:
-        b, u = obs.shape[0], self.spec.n_users
-        x = obs.view(b, u, self.spec.obs_per_user)
+        x = self.user_inputs(obs)
+        b, u = x.shape[0], x.shape[1]
         if action is not None:
             x = torch.cat([x, action], dim=-1)
-        pooled = x.mean(dim=1, keepdim=True).expand(b, u, x.shape[-1])
-        parts = [x, self.embed.unsqueeze(0).expand(b, u, -1), pooled]
+        parts = [x, self.embed.unsqueeze(0).expand(b, u, -1)]
+        if self.pooled:
+            parts.append(x.mean(dim=1, keepdim=True).expand(b, u, x.shape[-1]))
         if z is not None:
             parts.append(_user_z(z, b, u))
         return torch.cat(parts, dim=-1)
 
 
 class StructuredActor(_PerUser):
-    """pi(s, z) with one network shared by all users (ours); outputs (B, U, sum(heads)) logits."""
+    """pi(s, z) with one network shared by all users (ours); outputs (B, U, sum(heads)) logits,
+    or with ``joint`` (B, U, prod(heads)) logits of one categorical over the user's joint actions
+    (DS, TA, MS) - a factorised per-head policy cannot put its mode on the best joint action when
+    the heads interact (e.g. the best model depends on the place)."""
 
     def __init__(self, spec: ActionSpec, latent_dim: int, hidden: int, n_layers: int,
-                 embed_dim: int) -> None:
-        super().__init__(spec, latent_dim, embed_dim, with_action=False)
-        self.net = mlp(self.in_dim, hidden, n_layers, spec.action_width)
+                 embed_dim: int, joint: bool = False, pooled: bool = True,
+                 log_inputs: bool = False) -> None:
+        super().__init__(spec, latent_dim, embed_dim, with_action=False, pooled=pooled,
+                         log_inputs=log_inputs)
+        self.joint = joint
+        self.net = mlp(self.in_dim, hidden, n_layers,
+                       n_joint_actions(spec) if joint else spec.action_width)
 
     def forward(self, obs: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
         return self.net(self.features(obs, None, z))
@@ -172,13 +219,11 @@ class StructuredCritic(_PerUser):
     """
 
     def __init__(self, spec: ActionSpec, latent_dim: int, hidden: int, n_layers: int,
-                 embed_dim: int) -> None:
-        super().__init__(spec, latent_dim, embed_dim, with_action=True)
+                 embed_dim: int, pooled: bool = True, log_inputs: bool = False) -> None:
+        super().__init__(spec, latent_dim, embed_dim, with_action=True, pooled=pooled,
+                         log_inputs=log_inputs)
         self.in_dim -= spec.action_width  # the user's own action is not an input ...
-        n_joint = 1
-        for h in spec.heads:
-            n_joint *= h
-        self.net = mlp(self.in_dim, hidden, n_layers, n_joint)  # ... it selects an output
+        self.net = mlp(self.in_dim, hidden, n_layers, n_joint_actions(spec))  # ... it selects
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor,
                 z: torch.Tensor | None) -> torch.Tensor:
@@ -190,17 +235,45 @@ class StructuredCritic(_PerUser):
         """The per-user values q_u(a_u) (or their expectation under probabilities), (B, U)."""
         return (joint_action(action, self.spec) * self.values(obs, action, z)).sum(-1)
 
-    def values(self, obs: torch.Tensor, action: torch.Tensor,
+    def values(self, obs: torch.Tensor, action: torch.Tensor | None,
                z: torch.Tensor | None) -> torch.Tensor:
         """Every user's value of each of its joint actions, (B, U, prod(heads)); ``action`` only
-        enters through the pooled (load) features."""
-        b, u = obs.shape[0], self.spec.n_users
-        x = obs.view(b, u, self.spec.obs_per_user)
-        pooled = torch.cat([x, action], dim=-1).mean(dim=1, keepdim=True).expand(b, u, -1)
-        parts = [x, self.embed.unsqueeze(0).expand(b, u, -1), pooled]
+        enters through the pooled (load) features (unused, may be None, without them)."""
+        x = self.user_inputs(obs)
+        b, u = x.shape[0], x.shape[1]
+        parts = [x, self.embed.unsqueeze(0).expand(b, u, -1)]
+        if self.pooled:
+            pooled = torch.cat([x, action], dim=-1).mean(dim=1, keepdim=True).expand(b, u, -1)
+            parts.append(pooled)
         if z is not None:
             parts.append(_user_z(z, b, u))
         return self.net(torch.cat(parts, dim=-1))
+
+
+def n_joint_actions(spec: ActionSpec) -> int:
+    """Joint actions of one user, prod(heads) (|M| (|H|+1) |F| = 45 in the paper's system)."""
+    n = 1
+    for h in spec.heads:
+        n *= h
+    return n
+
+
+def joint_index(actions: torch.Tensor, spec: ActionSpec) -> torch.Tensor:
+    """(..., n_heads) integer actions -> (...) index into the joint action (row-major over the
+    heads, the order of `joint_action`'s outer product)."""
+    idx = torch.zeros(actions.shape[:-1], dtype=torch.long, device=actions.device)
+    for i, h in enumerate(spec.heads):
+        idx = idx * h + actions[..., i].long()
+    return idx
+
+
+def split_joint_index(idx: torch.Tensor, spec: ActionSpec) -> torch.Tensor:
+    """Inverse of `joint_index`: (...) joint indices -> (..., n_heads) per-head actions."""
+    out = []
+    for h in reversed(spec.heads):
+        out.append(idx % h)
+        idx = idx // h
+    return torch.stack(out[::-1], dim=-1)
 
 
 def joint_action(action: torch.Tensor, spec: ActionSpec) -> torch.Tensor:
@@ -213,20 +286,23 @@ def joint_action(action: torch.Tensor, spec: ActionSpec) -> torch.Tensor:
 
 
 def build_actor(arch: str, spec: ActionSpec, latent_dim: int, hidden: int, n_layers: int,
-                embed_dim: int) -> nn.Module:
+                embed_dim: int, joint: bool = False, pooled: bool = True,
+                log_inputs: bool = False) -> nn.Module:
     if arch == "flat":
         return FlatActor(spec, latent_dim, hidden, n_layers)
     if arch == "structured":
-        return StructuredActor(spec, latent_dim, hidden, n_layers, embed_dim)
+        return StructuredActor(spec, latent_dim, hidden, n_layers, embed_dim, joint, pooled,
+                               log_inputs)
     raise ValueError(f"unknown architecture {arch!r}; use 'flat' or 'structured'")
 
 
 def build_critic(arch: str, spec: ActionSpec, latent_dim: int, hidden: int, n_layers: int,
-                 embed_dim: int) -> nn.Module:
+                 embed_dim: int, pooled: bool = True, log_inputs: bool = False) -> nn.Module:
     if arch == "flat":
         return FlatCritic(spec, latent_dim, hidden, n_layers)
     if arch == "structured":
-        return StructuredCritic(spec, latent_dim, hidden, n_layers, embed_dim)
+        return StructuredCritic(spec, latent_dim, hidden, n_layers, embed_dim, pooled,
+                                log_inputs)
     raise ValueError(f"unknown architecture {arch!r}; use 'flat' or 'structured'")
 
 

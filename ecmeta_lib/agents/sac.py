@@ -52,7 +52,9 @@ from .networks import (
     build_actor,
     build_critic,
     entropy_and_probs,
+    joint_index,
     one_hot_actions,
+    split_joint_index,
     user_entropy_and_probs,
 )
 
@@ -109,6 +111,31 @@ class SACConfig:
     posterior_prior_factor: bool = False
     """PEARL: multiply the prior N(0, I) into the product of per-transition factors, so the
     posterior starts at the prior and narrows monotonically (ours); off: PEARL's plain product."""
+    pooled: bool = True
+    """'structured': feed the mean over users of (features, actions) to every user's networks;
+    off (ours): each user's networks read only that user's inputs (P2 coupling is ~1e-4)."""
+    joint_actor: bool = False
+    """'structured': one categorical per user over its joint (DS, TA, MS) actions instead of three
+    independent heads (ours); needs ``per_user_reward`` and ``gamma=0``. With ``pooled`` the
+    critics' load features come from the sampled slot's actions."""
+    log_latency_critic: bool = False
+    """Each per-user critic output regresses the log of the user's latency (ours): latency is a
+    product of ratios, nearly additive in log space; q_u = -reward_scale * exp(output). Needs
+    ``per_user_reward`` and ``gamma=0`` (the targets are then fixed, the critic a regressor)."""
+    twin_critics: bool = True
+    """Two critics and their minimum (SAC's guard against bootstrapped overestimation); off
+    (ours, ``joint_actor`` only): with gamma = 0 nothing is bootstrapped, so one critic
+    regresses the same latencies at half the cost."""
+    log_inputs: bool = False
+    """'structured': read bandwidth, distance, task and result size on a log scale (ours)."""
+    lr_cosine: bool = False
+    """Cosine-decay the learning rates of actor, critics and encoder over the run's updates to
+    ``lr * lr_final_factor`` (ours); the trainer sets the horizon (`set_lr_horizon`)."""
+    lr_final_factor: float = 0.05
+    """Final fraction of ``lr`` under ``lr_cosine``."""
+    encoder_decisions: bool = False
+    """PEARL per-user encoder reads the executed (DS, placement, model) and the log latency
+    instead of the requested action (ours; see `PerUserContextEncoder`)."""
 
     def __post_init__(self) -> None:
         if self.arch not in ("flat", "structured"):
@@ -127,14 +154,28 @@ class SACConfig:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
-        for name in ("per_user_reward", "latent_per_user", "posterior_prior_factor"):
+        for name in ("per_user_reward", "latent_per_user", "posterior_prior_factor", "pooled",
+                     "joint_actor", "log_latency_critic", "lr_cosine", "encoder_decisions",
+                     "log_inputs", "twin_critics"):
             v = getattr(self, name)
             if not isinstance(v, bool):
                 raise ValueError(f"{name} must be a bool, got {v!r}")
-            if v and name != "posterior_prior_factor" and self.arch != "structured":
+            if (v and name in ("per_user_reward", "latent_per_user", "joint_actor",
+                               "log_latency_critic", "log_inputs")
+                    and self.arch != "structured"):
                 raise ValueError(f"{name} needs arch='structured' (per-user networks)")
         if not 0.0 <= self.gamma < 1.0:
             raise ValueError(f"gamma must be in [0, 1), got {self.gamma!r}")
+        if self.joint_actor and (self.gamma > 0 or not self.per_user_reward):
+            raise ValueError("joint_actor needs gamma=0 and per_user_reward=True")
+        if self.log_latency_critic and (not self.per_user_reward or self.gamma > 0):
+            raise ValueError("log_latency_critic needs per_user_reward=True and gamma=0")
+        if not self.twin_critics and not self.joint_actor:
+            raise ValueError("twin_critics=False needs joint_actor=True (gamma = 0 updates)")
+        if self.encoder_decisions and not self.latent_per_user:
+            raise ValueError("encoder_decisions needs latent_per_user=True (per-user encoder)")
+        if not 0.0 < self.lr_final_factor <= 1.0:
+            raise ValueError(f"lr_final_factor must be in (0, 1], got {self.lr_final_factor!r}")
         if not 0.0 < self.tau <= 1.0:
             raise ValueError(f"tau must be in (0, 1], got {self.tau!r}")
         te = self.target_entropy
@@ -182,22 +223,28 @@ class DiscreteSACAgent(nn.Module):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=init)))
             args = (spec, cfg.latent_dim, cfg.hidden, cfg.n_layers, cfg.embed_dim)
-            self.actor = build_actor(cfg.arch, *args)
-            self.critic1 = build_critic(cfg.arch, *args)
-            self.critic2 = build_critic(cfg.arch, *args)
+            self.actor = build_actor(cfg.arch, *args, joint=cfg.joint_actor, pooled=cfg.pooled,
+                                     log_inputs=cfg.log_inputs)
+            self.critic1 = build_critic(cfg.arch, *args, pooled=cfg.pooled,
+                                        log_inputs=cfg.log_inputs)
+            self.critic2 = (build_critic(cfg.arch, *args, pooled=cfg.pooled,
+                                         log_inputs=cfg.log_inputs)
+                            if cfg.twin_critics else None)
             self.encoder: ContextEncoder | PerUserContextEncoder | None = None
             if cfg.latent_dim > 0 and cfg.latent_per_user:
                 self.encoder = PerUserContextEncoder(spec, cfg.latent_dim, cfg.encoder_hidden,
                                                      cfg.encoder_layers, cfg.embed_dim,
                                                      cfg.encoder_next_obs, cfg.reward_scale,
-                                                     cfg.posterior_prior_factor)
+                                                     cfg.posterior_prior_factor,
+                                                     cfg.encoder_decisions)
             elif cfg.latent_dim > 0:
                 self.encoder = ContextEncoder(spec, cfg.latent_dim, cfg.encoder_hidden,
                                               cfg.encoder_layers, cfg.encoder_next_obs,
                                               cfg.reward_scale, cfg.posterior_prior_factor)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
         self.critic1_target = copy.deepcopy(self.critic1).requires_grad_(False)
-        self.critic2_target = copy.deepcopy(self.critic2).requires_grad_(False)
+        self.critic2_target = (copy.deepcopy(self.critic2).requires_grad_(False)
+                               if self.critic2 is not None else None)
         self.log_temperature = nn.Parameter(torch.tensor(math.log(cfg.init_temperature)))
         if cfg.target_entropy == "paper":
             self.target_entropy = -3.0 * spec.n_users
@@ -205,7 +252,7 @@ class DiscreteSACAgent(nn.Module):
             self.target_entropy = float(cfg.target_entropy) * spec.max_entropy
         self.to(self.device)
         opt = dict(lr=cfg.lr, weight_decay=cfg.weight_decay)
-        critic_params = list(self.critic1.parameters()) + list(self.critic2.parameters())
+        critic_params = [p for c in self.critics for p in c.parameters()]
         if self.encoder is not None:
             critic_params += list(self.encoder.parameters())
         self.actor_opt = torch.optim.AdamW(self.actor.parameters(), **opt)
@@ -213,6 +260,24 @@ class DiscreteSACAgent(nn.Module):
         self.temperature_opt = torch.optim.AdamW([self.log_temperature], lr=cfg.temperature_lr,
                                                  weight_decay=0.0)
         self.generator = torch.Generator().manual_seed(int(seed) + 1)
+        # gradient steps taken (checkpointed with the weights): drives the cosine schedule
+        self.register_buffer("n_updates", torch.zeros((), dtype=torch.long))
+        self.lr_horizon = 0
+
+    def set_lr_horizon(self, n_updates: int) -> None:
+        """Number of updates over which ``lr_cosine`` decays the learning rates."""
+        self.lr_horizon = int(n_updates)
+
+    def _set_lr(self) -> None:
+        cfg = self.cfg
+        if not cfg.lr_cosine or self.lr_horizon <= 0:
+            return
+        frac = min(float(self.n_updates) / self.lr_horizon, 1.0)
+        lr = cfg.lr * (cfg.lr_final_factor
+                       + (1 - cfg.lr_final_factor) * 0.5 * (1 + math.cos(math.pi * frac)))
+        for opt in (self.actor_opt, self.critic_opt):
+            for group in opt.param_groups:
+                group["lr"] = lr
 
     # --- helpers -------------------------------------------------------------------------
     @property
@@ -241,11 +306,16 @@ class DiscreteSACAgent(nn.Module):
         if context is None or len(context["reward"]) == 0:
             z0 = torch.zeros(self.latent_shape, device=self.device)
             return z0, torch.ones_like(z0)
-        signal = context["reward"]
+        signal, acts = context["reward"], context["action"]
         if self.cfg.latent_per_user:
             signal = _known_latency(context)
+        if self.cfg.encoder_decisions:
+            acts = context.get("decision")
+            if acts is None or (acts < 0).any():
+                raise ValueError("encoder_decisions needs every transition's executed decisions "
+                                 "(add info's ds / placement / model to the buffers)")
         return self.encoder.posterior(
-            self._t(context["obs"]), self._t(context["action"], torch.int64), self._t(signal),
+            self._t(context["obs"]), self._t(acts, torch.int64), self._t(signal),
             self._t(context["next_obs"]) if self.cfg.encoder_next_obs else None)
 
     def infer_z(self, context: dict[str, np.ndarray] | None, *,
@@ -268,6 +338,12 @@ class DiscreteSACAgent(nn.Module):
         o = self._t(obs).reshape(1, -1)
         zz = None if z is None else z.reshape(1, *z.shape)
         logits = self.actor(o, zz)[0]
+        if self.cfg.joint_actor:
+            if not greedy:
+                u = self._noise(tuple(logits.shape)).clamp_(1e-12, 1.0 - 1e-7)
+                logits = logits - torch.log(-torch.log(u))
+            idx = logits.argmax(dim=-1)
+            return split_joint_index(idx, self.spec).cpu().numpy().astype(np.int64).ravel()
         out = []
         for part in torch.split(logits, list(self.spec.heads), dim=-1):
             if not greedy:  # Gumbel-max draw from softmax(part)
@@ -311,6 +387,10 @@ class DiscreteSACAgent(nn.Module):
         Returns:
             diagnostics (losses, temperature, entropy, kl) of this epoch.
         """
+        self._set_lr()
+        self.n_updates += 1
+        if self.cfg.joint_actor:
+            return self._update_joint(batches, contexts, epoch, lambda1, lambda2)
         cfg, spec = self.cfg, self.spec
         bsz = len(batches[0]["reward"])
         cat = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
@@ -368,6 +448,86 @@ class DiscreteSACAgent(nn.Module):
         diag["temperature"] = self.temperature
         return diag
 
+    @property
+    def critics(self) -> list[nn.Module]:
+        """The trained critics: the twins, or the one critic without ``twin_critics``."""
+        return [c for c in (self.critic1, self.critic2) if c is not None]
+
+    def user_values(self, raw: torch.Tensor) -> torch.Tensor:
+        """Critic outputs -> per-user values in reward units (-latency * reward_scale)."""
+        if self.cfg.log_latency_critic:
+            return -self.cfg.reward_scale * raw.exp()
+        return raw
+
+    def predicted_latency(self, obs: torch.Tensor, action: torch.Tensor,
+                          z: torch.Tensor | None) -> torch.Tensor:
+        """The critics' per-user latency (s) of the taken actions, (B, U): the mean of the twins
+        (structured, per-user-reward critics only)."""
+        if not self.cfg.per_user_reward:
+            raise ValueError("predicted_latency needs a per-user (per_user_reward) critic")
+        act = one_hot_actions(action, self.spec)
+        vals = [self.user_values(c.values(obs, act, z)) for c in self.critics]
+        idx = joint_index(action, self.spec).unsqueeze(-1)
+        q = torch.stack([v.gather(-1, idx).squeeze(-1) for v in vals]).mean(0)
+        return -q / self.cfg.reward_scale
+
+    def _update_joint(self, batches: list[dict[str, np.ndarray]],
+                      contexts: list[dict[str, np.ndarray]] | None, epoch: int, lambda1: int,
+                      lambda2: int) -> dict[str, float]:
+        """`update` for the joint per-user actor (gamma = 0, per-user critics, no pooling).
+
+        The critics regress each user's latency (or its log) on the taken joint action; both
+        read only user u's inputs, so one pass gives every user's value of all its joint
+        actions, which the actor loss reuses (detached): E_{a~pi_u}[xi log pi_u(a) - q_u(a)]
+        summed exactly over the joint actions."""
+        cfg, spec = self.cfg, self.spec
+        bsz = len(batches[0]["reward"])
+        cat = {k: np.concatenate([b[k] for b in batches]) for k in ("obs", "action", "latency")}
+        obs, action = self._t(cat["obs"]), self._t(cat["action"], torch.int64)
+        idx = joint_index(action, spec).unsqueeze(-1)  # (B, U, 1)
+        act = one_hot_actions(action, spec) if cfg.pooled else None
+        lat = self._t(_known_latency(cat))
+        z, kl = self._batch_z(contexts, bsz)
+        zd = None if z is None else z.detach()
+        xi = self.log_temperature.exp().detach()
+
+        raws = [c.values(obs, act, z) for c in self.critics]
+        y = lat.clamp_min(1e-6).log() if cfg.log_latency_critic else -lat * cfg.reward_scale
+        preds = [r.gather(-1, idx).squeeze(-1) for r in raws]
+        critic_loss = _finite("critic loss", sum(((p - y) ** 2).mean() for p in preds))
+        q_all = self.user_values(raws[0].detach())
+        for r in raws[1:]:  # twin critics: the pessimistic one
+            q_all = torch.min(q_all, self.user_values(r.detach()))
+        total = critic_loss
+        diag = {"critic_loss": float(critic_loss.detach()),
+                "q_mean": float(self.user_values(preds[0].detach()).mean())}
+        if kl is not None:
+            kl_loss = _finite("KL loss", cfg.kl_weight * kl)
+            total = total + kl_loss
+            diag["kl"] = float(kl.detach())
+        self._step(self.critic_opt, total)
+
+        need_pi = epoch % lambda1 == 0 or epoch % lambda2 == 0
+        if need_pi:
+            logp = torch.log_softmax(self.actor(obs, zd), dim=-1)  # (B, U, J)
+            p = logp.exp()
+            ent_u = -(p * logp).sum(-1)  # (B, U)
+        if epoch % lambda1 == 0:
+            t_loss = _finite("temperature loss",
+                             (self.log_temperature.exp()
+                              * (ent_u.detach().sum(-1) - self.target_entropy)
+                              / spec.n_users).mean())
+            self._step(self.temperature_opt, t_loss)
+            diag["temperature_loss"] = float(t_loss.detach())
+        if epoch % lambda2 == 0:
+            a_loss = (p * (xi * logp - q_all)).sum(-1).mean()
+            self._step(self.actor_opt, _finite("actor loss", a_loss))
+            # no soft_update: with gamma = 0 no target network enters any loss
+            diag.update(actor_loss=float(a_loss.detach()),
+                        entropy=float(ent_u.detach().sum(-1).mean()))
+        diag["temperature"] = self.temperature
+        return diag
+
     def actor_loss(self, obs: torch.Tensor,
                    z: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Eq. (27): mean of -xi H(pi(s, z)) - min_i Q_i(s, pi(s, z), z), and the entropy (B,).
@@ -384,6 +544,8 @@ class DiscreteSACAgent(nn.Module):
     def soft_update(self) -> None:
         for net, tgt in ((self.actor, self.actor_target), (self.critic1, self.critic1_target),
                          (self.critic2, self.critic2_target)):
+            if net is None:
+                continue
             for p, tp in zip(net.parameters(), tgt.parameters(), strict=True):
                 tp.lerp_(p, self.cfg.tau)
 

@@ -1,0 +1,218 @@
+"""The per-user learner of the quick profile: joint actor, log-latency critic, log inputs, one
+critic, cosine learning rate, executed-decision encoder inputs, and the trainer's fairness rules
+(same samples per gradient step, K' drawn once per iteration, the critic's held-out error)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from ecmeta_lib.agents import ActionSpec, DiscreteSACAgent, ReplayBuffer, SACConfig
+from ecmeta_lib.agents.networks import (
+    LogInputs,
+    joint_action,
+    joint_index,
+    one_hot_actions,
+    split_joint_index,
+)
+from ecmeta_lib.config import EnvConfig, SystemConfig
+from ecmeta_lib.env import EdgeCloudEnv, positive_feature_ranges
+from ecmeta_lib.training import (
+    PROFILES,
+    _Trainer,
+    critic_error,
+    decisions_of,
+    heldout_slots,
+    resolve_device,
+    train,
+)
+
+SMALL = EnvConfig(system=SystemConfig(n_users=2, n_servers=2, es_gflops=(60.0, 120.0),
+                                      es_memory_gb=(24.0, 32.0), es_cores=(10, 16)))
+TINY_ENV = EnvConfig(system=SystemConfig(n_users=4, n_servers=2, es_gflops=(60.0, 120.0),
+                                         es_memory_gb=(24.0, 32.0), es_cores=(2, 3)))
+TINY = replace(PROFILES["smoke"], name="tiny", env=TINY_ENV, iterations=4, checkpoint_every=2,
+               eval_every=2, final_slots=3)
+JOINT = SACConfig(hidden=32, n_layers=2, embed_dim=4, lr=3e-3, temperature_lr=3e-3,
+                  per_user_reward=True, pooled=False, joint_actor=True, log_latency_critic=True)
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def _spec() -> ActionSpec:
+    return ActionSpec.from_env(EdgeCloudEnv(condition="T1", config=SMALL))
+
+
+def test_joint_index_matches_the_outer_product_and_inverts() -> None:
+    spec = _spec()
+    acts = torch.tensor([[[m, t, f] for m in range(3) for t in range(3) for f in range(3)]])
+    idx = joint_index(acts, spec)
+    assert idx.tolist() == [list(range(27))]  # row-major over (DS, TA, MS)
+    onehot = joint_action(one_hot_actions(acts, spec), spec)  # (1, 27, 27) outer products
+    assert torch.equal(onehot.argmax(-1), idx)
+    assert torch.equal(split_joint_index(idx, spec), acts)
+
+
+def test_log_inputs_by_hand() -> None:
+    spec = _spec()
+    h = SMALL.system.n_servers
+    assert spec.log_ranges == positive_feature_ranges(SMALL.system)
+    lo, hi = SMALL.system.bandwidth_mhz_range
+    x = torch.zeros(1, 2, spec.obs_per_user)
+    x[0, 0, h] = 0.5  # bandwidth half-way in its range: lo + (hi - lo) / 2 MHz
+    x[0, 0, h + 2] = 0.3  # noise (dBm, already logarithmic) passes unchanged
+    y = LogInputs(spec)(x)
+    want = (math.log((lo + hi) / 2) - math.log(lo)) / (math.log(hi) - math.log(lo))
+    assert y[0, 0, h].item() == pytest.approx(want, rel=1e-6)
+    assert y[0, 0, h + 2].item() == pytest.approx(0.3)
+    assert y[0, 1, h].item() == pytest.approx(0.0, abs=1e-7)  # the range's low end stays 0
+
+
+def test_joint_actor_acts_in_range_and_greedy_is_deterministic() -> None:
+    env = EdgeCloudEnv(condition="T1", config=SMALL)
+    agent = DiscreteSACAgent(ActionSpec.from_env(env), JOINT, seed=0)
+    obs, _ = env.reset(seed=0)
+    a1, a2 = agent.act(obs, greedy=True), agent.act(obs, greedy=True)
+    assert np.array_equal(a1, a2) and env.action_space.contains(a1)
+    draws = {tuple(agent.act(obs, greedy=False)) for _ in range(30)}
+    assert len(draws) > 1 and all(env.action_space.contains(np.array(d)) for d in draws)
+
+
+def _random_slots(env: EdgeCloudEnv, n: int, seed: int) -> ReplayBuffer:
+    spec = ActionSpec.from_env(env)
+    buf = ReplayBuffer(n, spec.obs_dim, (spec.n_users, 3))
+    rng = np.random.default_rng(seed)
+    obs, _ = env.reset(seed=seed)
+    for _ in range(n):
+        a = rng.integers(0, env.action_space.nvec)
+        nxt, r, _, trunc, info = env.step(a)
+        buf.add(obs, a, r, nxt, info["latency"], decisions_of(info))
+        obs = env.reset()[0] if trunc else nxt
+    return buf
+
+
+@pytest.mark.parametrize("twin", [True, False])
+def test_log_latency_critic_regresses_each_users_latency(twin: bool) -> None:
+    """Fitted on random-action slots of 2 users, the critic's held-out per-user latency error
+    falls well below the spread of the latencies themselves, with one critic or two."""
+    env = EdgeCloudEnv(condition="T1", config=SMALL)
+    cfg = replace(JOINT, twin_critics=twin, lr_cosine=True)
+    agent = DiscreteSACAgent(ActionSpec.from_env(env), cfg, seed=0)
+    assert len(agent.critics) == (2 if twin else 1)
+    agent.set_lr_horizon(600)
+    buf, rng = _random_slots(env, 1500, 0), np.random.default_rng(0)
+    test = heldout_slots(EdgeCloudEnv(condition="T1", config=SMALL), 200, 7)
+    before = critic_error(agent, test)
+    for _ in range(600):
+        agent.update([buf.sample(64, rng)], None, epoch=1, lambda1=1, lambda2=1)
+    after = critic_error(agent, test)
+    spread = float(np.std(test["latency"]))
+    assert after < 0.5 * spread < before and after < 0.1 * before, (before, after, spread)
+
+
+def test_cosine_learning_rate_by_hand() -> None:
+    spec = _spec()
+    cfg = replace(JOINT, lr=1e-2, lr_cosine=True, lr_final_factor=0.1)
+    agent = DiscreteSACAgent(spec, cfg, seed=0)
+    agent.set_lr_horizon(10)
+    env = EdgeCloudEnv(condition="T1", config=SMALL)
+    batch = _random_slots(env, 8, 0).recent(8)
+    lrs = []
+    for _ in range(11):
+        agent.update([batch], None, 1, 1, 1)
+        lrs.append(agent.critic_opt.param_groups[0]["lr"])
+    # the lr of update k (0-based) is set from k / horizon before the step
+    assert lrs[0] == pytest.approx(1e-2)
+    assert lrs[5] == pytest.approx(1e-2 * (0.1 + 0.9 * 0.5))
+    assert lrs[10] == pytest.approx(1e-3)
+    assert agent.actor_opt.param_groups[0]["lr"] == pytest.approx(1e-3)
+    assert int(agent.n_updates) == 11
+
+
+def test_encoder_reads_executed_decisions_and_refuses_missing_ones() -> None:
+    env = EdgeCloudEnv(condition="T1", config=SMALL)
+    cfg = replace(JOINT, latent_dim=2, latent_per_user=True, encoder_decisions=True,
+                  posterior_prior_factor=True)
+    agent = DiscreteSACAgent(ActionSpec.from_env(env), cfg, seed=0)
+    ctx = _random_slots(env, 6, 0).recent(6)
+    mu, _ = agent.posterior(ctx)
+    assert mu.shape == (2, 2)
+    # the executed decisions, not the requested action, move the posterior
+    moved = dict(ctx, decision=ctx["decision"].copy())
+    moved["decision"][:, :, 1] = (moved["decision"][:, :, 1] + 1) % 4
+    assert not torch.allclose(agent.posterior(moved)[0], mu)
+    same_action = dict(ctx, action=(ctx["action"] + 1) % 3)
+    assert torch.allclose(agent.posterior(same_action)[0], mu)
+    with pytest.raises(ValueError, match="executed decisions"):
+        agent.posterior(dict(ctx, decision=np.full_like(ctx["decision"], -1)))
+
+
+@pytest.mark.parametrize("bad", [dict(joint_actor=True, gamma=0.5),
+                                 dict(log_latency_critic=True, per_user_reward=False,
+                                      joint_actor=False),
+                                 dict(twin_critics=False, joint_actor=False),
+                                 dict(encoder_decisions=True, latent_per_user=False),
+                                 dict(lr_final_factor=0.0), dict(log_inputs=True, arch="flat",
+                                                                 per_user_reward=False,
+                                                                 joint_actor=False,
+                                                                 log_latency_critic=False)])
+def test_learner_flags_refuse_invalid_combinations(bad) -> None:
+    with pytest.raises(ValueError):
+        replace(JOINT, **bad)
+
+
+@pytest.mark.parametrize("method", ["sac_aisf_1", "sac_dt", "pearl"])
+def test_every_method_gets_the_same_samples_per_step_and_kprime_once(method, tmp_path,
+                                                                     monkeypatch) -> None:
+    """Single-condition methods take K' x batch_size slots of their one condition; the others
+    batch_size of each of K' conditions drawn once per iteration (Algorithm 1, line 6)."""
+    seen: list[tuple[int, ...]] = []
+    orig = DiscreteSACAgent.update
+
+    def spy(self, batches, contexts, epoch, lambda1, lambda2):
+        seen.append(tuple(len(b["reward"]) for b in batches))
+        return orig(self, batches, contexts, epoch, lambda1, lambda2)
+
+    draws: list[list[str]] = []
+    orig_tasks = _Trainer.sample_tasks
+
+    def spy_tasks(self):
+        out = orig_tasks(self)
+        draws.append(out)
+        return out
+
+    monkeypatch.setattr(DiscreteSACAgent, "update", spy)
+    monkeypatch.setattr(_Trainer, "sample_tasks", spy_tasks)
+    train(method, TINY, 0, tmp_path, progress=False)
+    assert {sum(s) for s in seen} == {TINY.batch_size * TINY.k_prime}
+    assert len(draws) == TINY.iterations and len(seen) == TINY.iterations * TINY.t_train
+
+
+def test_critic_error_is_logged_and_in_final(tmp_path) -> None:
+    res = train("sac_aisf_1", TINY, 0, tmp_path, progress=False)
+    logged = res.train_log["critic_rmse_s"].dropna()
+    assert len(logged) == TINY.iterations // TINY.eval_every
+    assert (logged > 0).all() and np.isfinite(logged).all()
+    assert res.final["critic_rmse_s"].nunique() == 1 and res.final["critic_rmse_s"].iloc[0] > 0
+    assert (res.final["seed"] == 0).all()  # the training seed, not the slots' seed
+
+
+def test_heldout_slots_are_deterministic_and_the_trainer_never_trains_on_them() -> None:
+    env = EdgeCloudEnv(condition="T1", config=TINY_ENV)
+    a, b = heldout_slots(env, 5, 11), heldout_slots(env, 5, 11)
+    assert all(np.array_equal(a[k], b[k], equal_nan=True) for k in a)
+    run = _Trainer("sac_aisf_1", TINY, 0, None, 0, resolve_device("cpu"))  # type: ignore[arg-type]
+    run.collect()
+    held = run.heldout()["T1"]["obs"]
+    stored = run.replay["T1"].obs[: len(run.replay["T1"])].astype(np.float32)
+    assert not any((stored == row).all(axis=1).any() for row in held)
