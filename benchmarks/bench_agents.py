@@ -16,6 +16,7 @@ Usage: python benchmarks/bench_agents.py [--threads N] [--profiles quick,paper]
 from __future__ import annotations
 
 import argparse
+import math
 import time
 
 import numpy as np
@@ -23,6 +24,7 @@ import torch
 from torch import nn
 
 from ecmeta_lib.agents import ActionSpec, DiscreteSACAgent
+from ecmeta_lib.env import EdgeCloudEnv
 from ecmeta_lib.training import get_profile
 
 
@@ -36,6 +38,16 @@ def update_flops(agent: DiscreteSACAgent, n: int, n_ctx: int, lambda1: int, lamb
     """Analytic FLOPs of one epoch (n = K' * batch samples, n_ctx context transitions in all)."""
     rows = agent.spec.n_users if agent.cfg.arch == "structured" else 1
     fa, fc = linear_flops(agent.actor, rows), linear_flops(agent.critic1, rows)
+    enc = 0.0
+    if agent.encoder is not None:  # the per-user encoder runs once per (transition, user)
+        enc_rows = agent.spec.n_users if agent.cfg.latent_per_user else 1
+        enc = 3 * linear_flops(agent.encoder, enc_rows) * n_ctx
+    if agent.cfg.joint_actor:
+        # one pass per critic gives every joint action's value (reused by the actor loss);
+        # the actor runs forward when the temperature or the actor steps, backward for the actor
+        both = math.lcm(lambda1, lambda2)
+        pi_forward = 1 / lambda1 + 1 / lambda2 - 1 / both
+        return 3 * len(agent.critics) * fc * n + enc + fa * n * pi_forward + 2 * fa * n / lambda2
     total = 3 * 2 * fc * n  # twin critics, forward + backward
     if agent.cfg.gamma > 0:
         total += (fa + 2 * fc) * n  # target actor and target critics, forward only
@@ -59,12 +71,10 @@ def matmul_gflops(size: int = 1024, repeats: int = 20) -> float:
 
 def bench(profile_name: str, n_updates: int) -> None:
     prof = get_profile(profile_name)
-    spec = ActionSpec(n_users=prof.env.system.n_users,
-                      obs_per_user=prof.env.system.n_servers + 6,
-                      heads=(prof.env.system.n_methods, prof.env.system.n_servers + 1,
-                             prof.env.system.n_models))
+    spec = ActionSpec.from_env(EdgeCloudEnv(config=prof.env))
     agent = DiscreteSACAgent(spec, prof.agent, seed=0)  # PEARL's agent (with encoder)
     rng = np.random.default_rng(0)
+    # the same samples per gradient step as training: K' conditions of batch_size slots
     kp, b, c = prof.k_prime, prof.batch_size, prof.context_size
 
     def data(n: int) -> dict[str, np.ndarray]:
@@ -72,7 +82,9 @@ def bench(profile_name: str, n_updates: int) -> None:
                 "next_obs": rng.random((n, spec.obs_dim), dtype=np.float32),
                 "action": rng.integers(0, spec.heads, size=(n, spec.n_users, 3)),
                 "reward": -rng.random(n).astype(np.float32),
-                "latency": rng.random((n, spec.n_users), dtype=np.float32)}
+                "latency": rng.random((n, spec.n_users), dtype=np.float32) + 0.05,
+                "decision": rng.integers(0, (spec.heads[0], spec.heads[1] + 1, spec.heads[2]),
+                                         size=(n, spec.n_users, 3))}
 
     batches, contexts = [data(b) for _ in range(kp)], [data(c) for _ in range(kp)]
     agent.update(batches, contexts, 1, 1, 1)  # warm-up
@@ -87,6 +99,16 @@ def bench(profile_name: str, n_updates: int) -> None:
           f"{prof.agent.n_layers} batch={kp}x{b}: {1 / dt:8.2f} updates/s, "
           f"{flops / 1e9:7.3f} GFLOP/update, {achieved:6.1f} GFLOP/s achieved, "
           f"matmul {peak:6.1f} GFLOP/s -> {100 * achieved / peak:5.1f}% of matmul")
+    # where the time goes: the top operators of a few updates under the torch profiler
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof_run:
+        for epoch in range(1, max(prof.lambda2, 4) + 1):
+            agent.update(batches, contexts, epoch, prof.lambda1, prof.lambda2)
+    events = sorted(prof_run.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events)
+    print(f"[{profile_name}] time by operator (self CPU): " + ", ".join(
+        f"{e.key} {100 * e.self_cpu_time_total / total:.0f}%" for e in events[:6]))
 
 
 def main() -> None:

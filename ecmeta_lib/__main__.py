@@ -4,6 +4,8 @@
     python -m ecmeta_lib run --profile paper --executor ray --address auto --device cuda
     python -m ecmeta_lib report --profile quick --figures figures
     python -m ecmeta_lib status --profile quick
+    python -m ecmeta_lib tune --methods sac_aisf_1 --task-seeds 100 101 \
+        --set agent.lr=1e-3,3e-3 --out docs/tuning/example.csv
 """
 
 from __future__ import annotations
@@ -56,6 +58,17 @@ def _parser() -> argparse.ArgumentParser:
             s.add_argument("--no-progress", action="store_true")
         if name == "report":
             s.add_argument("--figures", default="figures", help="output directory")
+    t = sub.add_parser("tune", help="choose settings on validation task seeds (>= 100) only")
+    t.add_argument("--profile", default="quick", help="base profile: smoke | quick | paper")
+    t.add_argument("--methods", nargs="+", default=["sac_aisf_1"], choices=list(METHODS))
+    t.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    t.add_argument("--task-seeds", type=int, nargs="+", default=[100],
+                   help="validation task seeds (>= 100)")
+    t.add_argument("--set", action="append", default=[], metavar="FIELD=V1[,V2...]",
+                   help="profile field (or agent.FIELD) and its candidate values; repeatable")
+    t.add_argument("--out", required=True, help="CSV of the runs (appended, reused)")
+    t.add_argument("--workers", type=int, default=1)
+    t.add_argument("--results", default="results/tune", help="root directory of the runs")
     return p
 
 
@@ -63,6 +76,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from . import plots, runner
 
+    if args.command == "tune":
+        from .tuning import tune
+
+        summary = tune(args.profile, args.methods, args.seeds, args.task_seeds, args.set,
+                       out=args.out, workers=args.workers, results_root=args.results)
+        print(summary.to_string(index=False))
+        return 0
     if args.command == "run":
         from . import executors as ex
 
