@@ -274,10 +274,13 @@ def final_latency(table: pd.DataFrame, out_dir: Path | str | None = None,
 # PEARL's adaptation
 # ============================================================================================
 def adaptation(adapt: pd.DataFrame, baselines: pd.DataFrame, finals: pd.DataFrame | None = None,
-               out_dir: Path | str | None = None, stem: str = "adaptation") -> plt.Figure:
+               out_dir: Path | str | None = None, stem: str = "adaptation",
+               yardsticks: pd.DataFrame | None = None) -> plt.Figure:
     """PEARL's latency (ms) against the number of context transitions on T1-T3 (mean, 95% CI
     over seeds; every n scored on the same slots), with SAC_DT's final latency (no adaptation),
-    the oracle and greedy for reference."""
+    the oracle and greedy for reference, and (`yardsticks`, from
+    `runner.yardstick_adaptation`) identify-then-greedy on the same n grid and slots, whose
+    n = 0 is blind greedy."""
     _style()
     fig, axes = plt.subplots(1, len(TEST_NAMES), figsize=(5.0 * len(TEST_NAMES), 3.8),
                              squeeze=False)
@@ -298,6 +301,14 @@ def adaptation(adapt: pd.DataFrame, baselines: pd.DataFrame, finals: pd.DataFram
                 st = METHOD_STYLES["sac_dt"]
                 ax.axhline(MS * s.mean_latency_s.mean(), color=st["color"], ls=st["ls"],
                            label="SAC_DT (cannot adapt)")
+        if yardsticks is not None:
+            y = yardsticks[yardsticks.condition == cond].sort_values("n_context")
+            if not y.empty:
+                st = METHOD_STYLES["identify_greedy"]
+                ax.plot(np.maximum(y.n_context.to_numpy(), 0.5), MS * y.mean_latency_s,
+                        color=st["color"], ls=st["ls"], marker=st["marker"],
+                        label="identify-then-greedy (n = 0: blind greedy)")
+                ax.set_xscale("log")
         _hlines(ax, baselines, cond, ("oracle", "greedy"))
         ax.set_title(f"unseen condition {cond}")
         ax.set_xlabel("context transitions (0 = prior, shown at 0.5)")
@@ -312,7 +323,8 @@ def adaptation(adapt: pd.DataFrame, baselines: pd.DataFrame, finals: pd.DataFram
 # training diagnostics and the posterior of z
 # ============================================================================================
 DIAGNOSTICS: dict[str, tuple[str, str]] = {
-    "critic_loss": ("critic loss (soft Bellman error)", "MSE of scaled reward"),
+    "critic_loss": ("critic loss", "MSE (log latency, or scaled reward)"),
+    "critic_rmse_s": ("critic's latency error on held-out slots", "s, RMS per user"),
     "temperature": ("temperature ξ", "ξ (log scale)"),
     "kl": ("KL(q(z|c) || N(0, I))", "nats per context"),
     "entropy": ("policy entropy", "nats, summed over users and heads"),
@@ -530,3 +542,53 @@ def decision_summary(dec: pd.DataFrame) -> pd.DataFrame:
         "p50_latency_ms": g.latency_s.quantile(0.5) * MS,
         "p95_latency_ms": g.latency_s.quantile(0.95) * MS})
     return out.reindex(_ordered(out.index))
+
+
+# ============================================================================================
+# ablations (notebook 06)
+# ============================================================================================
+def ablations_figure(effects: pd.DataFrame, out_dir: Path | str | None = None,
+                     stem: str = "06_ablations") -> plt.Figure:
+    """Per ablation, the paired change when the design choice is switched off (ablated -
+    default, points; 95% Student-t CI over seeds), one marker per method. Left: the gap to the
+    oracle (T1-T3 mean; SAC_AiSF_i on its own Ti), > 0 means the choice helps. Right (when
+    recorded): PEARL's adaptation gain PEARL(0) - PEARL(n), < 0 means the choice helps.
+
+    `effects` is `ablations.effects`'s frame."""
+    _style()
+    summary = effects[(effects.condition == "mean")
+                      | ((effects.metric == "gap") & effects.method.str.startswith("sac_aisf_"))]
+    panels = [m for m in ("gap", "gain") if m in set(summary.metric)]
+    names = list(dict.fromkeys(summary.ablation))
+    methods = [m for m in METHOD_ORDER if m in set(summary.method)]
+    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(5.4 * max(len(panels), 1),
+                                                              0.42 * len(names) + 1.8),
+                             sharey=True, squeeze=False)
+    titles = {"gap": "gap to the oracle (T1-T3 mean; SAC_AiSF_1: T1)\n> 0: switching it off "
+                     "hurts, the choice helps",
+              "gain": "PEARL's adaptation gain PEARL(0) - PEARL(n)\n< 0: switching it off "
+                      "hurts, the choice helps"}
+    for ax, metric in zip(axes[0], panels, strict=False):
+        g = summary[summary.metric == metric]
+        present = [m for m in methods if m in set(g.method)]
+        for k, method in enumerate(present):
+            off = (k - (len(present) - 1) / 2) * 0.22
+            r = g[g.method == method].set_index("ablation").reindex(names)
+            y = np.arange(len(names)) + off
+            lo = (r.change - r.ci_low).to_numpy()
+            hi = (r.ci_high - r.change).to_numpy()
+            err = np.nan_to_num(np.vstack([lo, hi]), nan=0.0)
+            st = style(method)
+            ax.errorbar(r.change, y, xerr=err, fmt=st["marker"], color=st["color"], ms=6,
+                        capsize=3, label=label(method).split(" (")[0])
+        ax.axvline(0, color="black", lw=1, zorder=1.5)
+        n = g.n_context.dropna()
+        ax.set_title(titles[metric].replace("(n)", f"({int(n.iloc[0])})" if len(n) else "(n)"),
+                     fontsize=10)
+        ax.set_xlabel("change when switched off (points, 95% CI over seeds)")
+        ax.set_yticks(range(len(names)), names)
+    axes[0, 0].invert_yaxis()
+    fig.tight_layout()
+    _legend_below(fig, axes[0, 0], y=0.0)
+    _save(fig, out_dir, stem)
+    return fig
