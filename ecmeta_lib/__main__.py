@@ -1,9 +1,11 @@
-"""Command line: ``python -m ecmeta_lib {run,report,status}``.
+"""Command line: ``python -m ecmeta_lib {run,report,status,tune,ablate}``.
 
     python -m ecmeta_lib run --profile quick --seeds 0 1 2 --workers 2
     python -m ecmeta_lib run --profile paper --executor ray --address auto --device cuda
     python -m ecmeta_lib report --profile quick --figures figures
     python -m ecmeta_lib status --profile quick
+    python -m ecmeta_lib ablate --profile quick --ablations all --methods pearl sac_aisf_1 \
+        --seeds 0 1 2 --task-seed 7 --workers 2 --figures figures
     python -m ecmeta_lib tune --methods sac_aisf_1 --task-seeds 100 101 \
         --set agent.lr=1e-3,3e-3 --out docs/tuning/example.csv
 """
@@ -69,11 +71,77 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="CSV of the runs (appended, reused)")
     t.add_argument("--workers", type=int, default=1)
     t.add_argument("--results", default="results/tune", help="root directory of the runs")
+    a = sub.add_parser("ablate", help="the default and every design choice of ours switched "
+                                      "off, one at a time (ecmeta_lib.ablations)")
+    a.add_argument("--profile", default="quick", help="base profile: smoke | quick | paper")
+    a.add_argument("--ablations", nargs="+", default=["all"],
+                   help="'all' or ablation names (--list shows them)")
+    a.add_argument("--methods", nargs="+", default=["pearl", "sac_aisf_1"],
+                   choices=list(METHODS), help="an ablation runs for the methods it affects")
+    a.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    a.add_argument("--task-seed", type=int, default=7,
+                   help="held-out task seed (default 7: reports use 0, tuning >= 100)")
+    a.add_argument("--results", default="results", help="root directory of the runs")
+    a.add_argument("--workers", type=int, default=None)
+    a.add_argument("--device", default="auto")
+    a.add_argument("--executor", choices=("local", "ray"), default="local")
+    a.add_argument("--address", default=None, type=_address)
+    a.add_argument("--max-retries", type=int, default=3)
+    a.add_argument("--no-progress", action="store_true")
+    a.add_argument("--figures", default=None,
+                   help="also write ablations.{csv,md} and 06_ablations.png here")
+    a.add_argument("--list", action="store_true",
+                   help="print the ablations against the profile and exit")
+    a.add_argument("--status", action="store_true",
+                   help="list the runs and whether they finished; run nothing")
     return p
+
+
+def _ablate(args: argparse.Namespace) -> int:
+    from . import ablations, executors, plots, runner
+    from .training import get_profile
+
+    prof = get_profile(args.profile)
+    if args.list:
+        print(ablations.registry_table(prof).to_string(index=False))
+        return 0
+    names = args.ablations[0] if args.ablations == ["all"] else args.ablations
+    try:
+        kwargs = dict(methods=args.methods, seeds=args.seeds, task_seed=args.task_seed,
+                      results_root=args.results)
+        if args.status:
+            print(runner.ablation_table(args.profile, names, **kwargs)
+                  .drop(columns="dir").to_string(index=False))
+            return 0
+        inactive = [n for n in ablations.select(names) if not ablations.is_active(n, prof)]
+        if inactive:
+            print(f"skipped (already off in {args.profile!r}): {', '.join(inactive)}",
+                  file=sys.stderr)
+        table = runner.run_ablations(args.profile, names, **kwargs, workers=args.workers,
+                                     device=args.device, progress=not args.no_progress,
+                                     executor=args.executor, address=args.address,
+                                     max_retries=args.max_retries)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (executors.RayUnavailableError, executors.RayConnectionError,
+            executors.ResultsNotSharedError, executors.GridRunError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(table.drop(columns="dir").to_string(index=False))
+    if args.figures:
+        eff = ablations.effects(runner.load_finals(table), runner.load_adaptation(table)
+                                if "pearl" in args.methods else None, prof.eval_context)
+        ablations.save_effects(eff, args.figures)
+        plots.ablations_figure(eff, args.figures)
+        print(ablations.effects_markdown(eff))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "ablate":
+        return _ablate(args)
     from . import plots, runner
 
     if args.command == "tune":
@@ -117,7 +185,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         plots.final_latency(res, args.figures)
         adapt = runner.load_adaptation(table) if "pearl" in args.methods else None
         if adapt is not None:
-            plots.adaptation(adapt, base, finals, args.figures)
+            plots.adaptation(adapt, base, finals, args.figures,
+                             yardsticks=runner.yardstick_adaptation(
+                                 args.profile, results_root=args.results,
+                                 task_seed=args.task_seed))
         claims.save_claims(claims.claim_tests(curves, finals, adapt, prof.eval_context),
                            args.figures)
         print(plots.table_markdown(res))

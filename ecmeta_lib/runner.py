@@ -11,9 +11,12 @@ Layout on disk::
                               /progress.json    last iteration reached, host, pid (while it runs)
                               /done.json        marker: the run finished (with its wall time)
     results/<profile>/baselines-<hash>.csv      oracle and yardsticks on T1-T3 (final.csv's slots)
+    results/<profile>/ablations/<name>/<run-id>/  a run of the profile with one design choice
+                                                  switched off (`ecmeta_lib.ablations`)
 
-The run id is ``<method>-s<seed>-<hash>``, the hash covering the profile, method, seed, task seed
-and package version, so a changed config gets a new directory instead of a stale result.
+The run id is ``<method>-s<seed>-<hash>`` (``<method>-s<seed>-<ablation>-<hash>`` for an
+ablation), the hash covering the profile, method, seed, task seed and package version, so a
+changed config gets a new directory instead of a stale result.
 
 Runs execute in a local process pool (default) or as Ray tasks on a cluster
 (``executor="ray"``, `ecmeta_lib.executors`); the folders are the same either way.
@@ -38,6 +41,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import __version__, executors
+from . import ablations as ablation_registry
 from .conditions import DT_NAMES, TEST_NAMES, make_task_set
 from .env import EdgeCloudEnv
 from .evaluation import evaluate
@@ -47,6 +51,7 @@ from .stats import CI_SLOTS, slot_bootstrap_ci
 from .training import (
     FINAL_SEED,
     METHODS,
+    Profile,
     adaptation_curve,
     collect_context,
     config_hash,
@@ -86,21 +91,41 @@ def _hash(payload: dict[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One cell of the grid."""
+    """One cell of the grid; with `ablation`, of the profile with that design choice switched
+    off (`ecmeta_lib.ablations.variant`)."""
 
     method: str
     seed: int
     profile: str
     task_seed: int = 0
+    ablation: str | None = None
+
+    def resolved_profile(self) -> Profile:
+        """The profile the run trains with (the named one, or its ablation variant)."""
+        base = get_profile(self.profile)
+        if self.ablation is None:
+            return base
+        return ablation_registry.variant(base, self.ablation)
 
     def config(self) -> dict[str, Any]:
-        return {"method": self.method, "seed": self.seed, "task_seed": self.task_seed,
-                "profile": _jsonable(get_profile(self.profile)), "version": __version__}
+        cfg = {"method": self.method, "seed": self.seed, "task_seed": self.task_seed,
+               "profile": _jsonable(self.resolved_profile()), "version": __version__}
+        if self.ablation is not None:  # absent otherwise: the grid's config.json files stay valid
+            cfg["ablation"] = self.ablation
+        return cfg
 
     @property
     def run_id(self) -> str:
-        key = config_hash(self.method, get_profile(self.profile), self.seed, self.task_seed)
-        return f"{self.method}-s{self.seed}-{key[:10]}"
+        key = config_hash(self.method, self.resolved_profile(), self.seed, self.task_seed)
+        tag = f"-{self.ablation}" if self.ablation is not None else ""
+        return f"{self.method}-s{self.seed}{tag}-{key[:10]}"
+
+    def run_dir(self, results_root: Path | str) -> Path:
+        """``<results_root>/<profile>/<run id>``, or ``.../ablations/<name>/<run id>``."""
+        root = Path(results_root) / self.profile
+        if self.ablation is not None:
+            root = root / "ablations" / self.ablation
+        return root / self.run_id
 
 
 def validate_grid(profile: str, methods: Sequence[str], seeds: Sequence[int]) -> None:
@@ -154,11 +179,11 @@ def _execute(spec: RunSpec, run_dir: str, device: str) -> dict[str, Any]:
     else:
         _write_json_atomic(cfg_file, spec.config())
     start = time.perf_counter()
-    result = train(spec.method, spec.profile, spec.seed, path, task_seed=spec.task_seed,
+    profile = spec.resolved_profile()
+    result = train(spec.method, profile, spec.seed, path, task_seed=spec.task_seed,
                    device=device, progress=False, num_threads=RUN_THREADS,
-                   hook=_progress_hook(path, get_profile(spec.profile).iterations))
+                   hook=_progress_hook(path, profile.iterations))
     if spec.method == "pearl" and not (path / "adaptation.csv").exists():
-        profile = get_profile(spec.profile)
         task_set = make_task_set(spec.task_seed, profile.env.system, profile.env.conditions)
         agent = load_agent(path)
         frames = [adaptation_curve(agent, name, n_context=ADAPT_CONTEXT,
@@ -234,6 +259,19 @@ def run_grid(profile: str, methods: Sequence[str] = METHODS, seeds: Sequence[int
     once, while under Ray the other runs finish first (`executors.GridRunError` lists failures).
     """
     validate_grid(profile, methods, seeds)
+    specs = [RunSpec(m, int(s), profile, task_seed) for m in methods for s in seeds]
+    run_specs(specs, workers=workers, results_root=results_root, device=device,
+              progress=progress, executor=executor, address=address, max_retries=max_retries,
+              desc=f"grid[{profile}]")
+    return run_table(profile, methods, seeds, results_root=results_root, task_seed=task_seed)
+
+
+def run_specs(specs: Sequence[RunSpec], *, workers: int | None = None,
+              results_root: Path | str = DEFAULT_RESULTS, device: str = "auto",
+              progress: bool = True, executor: str = "local", address: str | None = None,
+              max_retries: int = 3, desc: str = "grid") -> None:
+    """Run every spec that is not finished yet, in its `RunSpec.run_dir`, on the executor
+    (arguments as in `run_grid`, which calls this for its cells; `run_ablations` too)."""
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}; choose one of {EXECUTORS}")
     if workers is not None and workers < 1:
@@ -241,11 +279,9 @@ def run_grid(profile: str, methods: Sequence[str] = METHODS, seeds: Sequence[int
     if address is not None and executor != "ray":
         raise ValueError("an address is a Ray cluster's: use it with executor='ray'")
     executors.check_address(address)
-    root = Path(results_root) / profile
-    root.mkdir(parents=True, exist_ok=True)
-    specs = [RunSpec(m, int(s), profile, task_seed) for m in methods for s in seeds]
-    todo = [s for s in specs if not (root / s.run_id / "done.json").exists()]
-    bar = _GridBar(total=len(specs), initial=len(specs) - len(todo), desc=f"grid[{profile}]",
+    Path(results_root).mkdir(parents=True, exist_ok=True)
+    todo = [s for s in specs if not (s.run_dir(results_root) / "done.json").exists()]
+    bar = _GridBar(total=len(specs), initial=len(specs) - len(todo), desc=desc,
                    disable=not progress)
 
     def on_done(job: executors.Job, done: dict[str, Any]) -> None:
@@ -266,7 +302,8 @@ def run_grid(profile: str, methods: Sequence[str] = METHODS, seeds: Sequence[int
         bar.set_postfix_str(", ".join(running))
 
     if todo and executor == "local":
-        jobs = [executors.Job(s.run_id, (s, str(root / s.run_id), device)) for s in todo]
+        jobs = [executors.Job(s.run_id, (s, str(s.run_dir(results_root)), device))
+                for s in todo]
         executors.run_local(_execute, jobs, workers=workers or 1, on_done=on_done,
                             on_poll=on_poll if progress else None,
                             on_start=lambda job: bar.set_postfix_str(job.key))
@@ -274,14 +311,13 @@ def run_grid(profile: str, methods: Sequence[str] = METHODS, seeds: Sequence[int
         shared = Path(results_root).resolve()  # workers may start in another folder
         # Ray hands each task its own GPU as "cuda" (CUDA_VISIBLE_DEVICES): no index to pass
         task_device = "cuda" if device.startswith("cuda") else device
-        jobs = [executors.Job(s.run_id, (s, str(shared / profile / s.run_id), task_device))
+        jobs = [executors.Job(s.run_id, (s, str(s.run_dir(shared)), task_device))
                 for s in todo]
         executors.run_ray(_execute, jobs, results_root=shared,
                           resources=executors.task_resources(device, RUN_THREADS),
                           address=address, num_cpus=workers, max_retries=max_retries,
                           on_done=on_done, on_poll=on_poll if progress else None)
     bar.close()
-    return run_table(profile, methods, seeds, results_root=results_root, task_seed=task_seed)
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -317,16 +353,63 @@ def run_status(profile: str, methods: Sequence[str] = METHODS,
 def run_table(profile: str, methods: Sequence[str] = METHODS, seeds: Sequence[int] = (0, 1, 2), *,
               results_root: Path | str = DEFAULT_RESULTS, task_seed: int = 0) -> pd.DataFrame:
     """One row per grid cell with its directory and whether it finished."""
-    root = Path(results_root) / profile
+    return spec_table([RunSpec(m, int(s), profile, task_seed) for m in methods for s in seeds],
+                      results_root=results_root)
+
+
+def spec_table(specs: Sequence[RunSpec], *, results_root: Path | str = DEFAULT_RESULTS,
+               ablation_column: bool = False) -> pd.DataFrame:
+    """One row per spec: method, seed, run id, directory, whether it finished, its wall time
+    (and, with `ablation_column`, its ablation: `ablations.DEFAULT` for the profile's own)."""
     rows = []
-    for m in methods:
-        for s in seeds:
-            spec = RunSpec(m, int(s), profile, task_seed)
-            done = root / spec.run_id / "done.json"
-            wall = json.loads(done.read_text())["wall_s"] if done.exists() else float("nan")
-            rows.append({"method": m, "seed": s, "run_id": spec.run_id,
-                         "dir": str(root / spec.run_id), "done": done.exists(), "wall_s": wall})
+    for spec in specs:
+        path = spec.run_dir(results_root)
+        done = path / "done.json"
+        wall = json.loads(done.read_text())["wall_s"] if done.exists() else float("nan")
+        row = {"method": spec.method, "seed": spec.seed, "run_id": spec.run_id,
+               "dir": str(path), "done": done.exists(), "wall_s": wall}
+        if ablation_column:
+            row = {"ablation": spec.ablation or ablation_registry.DEFAULT, **row}
+        rows.append(row)
     return pd.DataFrame(rows)
+
+
+def ablation_specs(profile: str, ablations: str | Sequence[str] = "all",
+                   methods: Sequence[str] = ("pearl",), seeds: Sequence[int] = (0, 1, 2), *,
+                   task_seed: int = ablation_registry.HELDOUT_TASK_SEED) -> list[RunSpec]:
+    """The default runs (the grid's own cells on `task_seed`) and every ablation's runs, for
+    each method the ablation applies to (`Ablation.applies_to`); ablations inactive in the
+    profile (switch already off) are left out."""
+    validate_grid(profile, methods, seeds)
+    names = ablation_registry.select(ablations, get_profile(profile))
+    specs = [RunSpec(m, int(s), profile, task_seed) for m in methods for s in seeds]
+    for name in names:
+        ab = ablation_registry.get_ablation(name)
+        specs += [RunSpec(m, int(s), profile, task_seed, name)
+                  for m in methods if ab.applies_to(m) for s in seeds]
+    return specs
+
+
+def run_ablations(profile: str, ablations: str | Sequence[str] = "all",
+                  methods: Sequence[str] = ("pearl",), seeds: Sequence[int] = (0, 1, 2), *,
+                  task_seed: int = ablation_registry.HELDOUT_TASK_SEED,
+                  results_root: Path | str = DEFAULT_RESULTS, **run_kwargs: Any) -> pd.DataFrame:
+    """Run the default and every ablation not finished yet (`ablation_specs`) through the same
+    executors as the grid (`run_specs`: workers, device, executor, address, ...); return
+    `ablation_table`."""
+    specs = ablation_specs(profile, ablations, methods, seeds, task_seed=task_seed)
+    run_specs(specs, results_root=results_root, desc=f"ablations[{profile}]", **run_kwargs)
+    return spec_table(specs, results_root=results_root, ablation_column=True)
+
+
+def ablation_table(profile: str, ablations: str | Sequence[str] = "all",
+                   methods: Sequence[str] = ("pearl",), seeds: Sequence[int] = (0, 1, 2), *,
+                   task_seed: int = ablation_registry.HELDOUT_TASK_SEED,
+                   results_root: Path | str = DEFAULT_RESULTS) -> pd.DataFrame:
+    """`run_table` of the ablation study (column ``ablation``; `ablations.DEFAULT` for the
+    profile's own runs), without running anything."""
+    specs = ablation_specs(profile, ablations, methods, seeds, task_seed=task_seed)
+    return spec_table(specs, results_root=results_root, ablation_column=True)
 
 
 def _gather(table: pd.DataFrame, filename: str) -> pd.DataFrame:
@@ -334,7 +417,8 @@ def _gather(table: pd.DataFrame, filename: str) -> pd.DataFrame:
     for row in table.itertuples():
         path = Path(row.dir) / filename
         if row.done and path.exists():
-            frames.append(pd.read_csv(path).assign(method=row.method, seed=row.seed))
+            extra = {"ablation": row.ablation} if "ablation" in table.columns else {}
+            frames.append(pd.read_csv(path).assign(method=row.method, seed=row.seed, **extra))
     if not frames:
         raise FileNotFoundError(f"no finished run has {filename}; run the grid first")
     return pd.concat(frames, ignore_index=True)
@@ -410,6 +494,37 @@ def baselines(profile: str, *, results_root: Path | str = DEFAULT_RESULTS, task_
                      "ci_high_s": hi, "ci_kind": CI_SLOTS,
                      "oracle_latency_s": float(oracle_lat.mean()), "gap_to_oracle_pct": 0.0,
                      "accuracy_violation_rate": float("nan"), "cloud_share": float("nan")})
+    out = pd.DataFrame(rows)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    out.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+    return out
+
+
+def yardstick_adaptation(profile: str, *, results_root: Path | str = DEFAULT_RESULTS,
+                         task_seed: int = 0, n_context: Sequence[int] = ADAPT_CONTEXT,
+                         seed: int = FINAL_SEED) -> pd.DataFrame:
+    """The yardsticks on PEARL's adaptation grid, cached: `IdentifyGreedyPolicy` with n context
+    slots for every n of `n_context` (n = 0 is `BlindGreedyPolicy`), on final.csv's slots.
+    Columns: method, condition, n_context, mean_latency_s, oracle_latency_s, gap_to_oracle_pct."""
+    from .policies import IdentifyGreedyPolicy
+
+    prof = get_profile(profile)
+    key = _hash({"profile": prof, "task_seed": task_seed, "seed": seed, "version": __version__,
+                 "n": list(n_context), "what": "identify_greedy"})
+    path = Path(results_root) / profile / f"yardstick-adaptation-{key}.csv"
+    if path.exists():
+        return pd.read_csv(path)
+    task_set = make_task_set(task_seed, prof.env.system, prof.env.conditions)
+    rows = []
+    for name in TEST_NAMES:
+        for n in n_context:
+            s = evaluate(IdentifyGreedyPolicy(int(n)), name, n_slots=prof.final_slots, seed=seed,
+                         task_set=task_set, config=prof.env).summary
+            rows.append({"method": "identify_greedy", "condition": name, "n_context": int(n),
+                         **{k: s[k] for k in ("mean_latency_s", "oracle_latency_s",
+                                              "gap_to_oracle_pct")}})
     out = pd.DataFrame(rows)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
