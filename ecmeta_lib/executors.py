@@ -182,8 +182,9 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None,
         return
     quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
     if address is None:
-        with loopback_only(ray):
-            ray.init(num_cpus=num_cpus, num_gpus=num_gpus, _node_ip_address="127.0.0.1",
+        with loopback_only(ray):  # "local": a new instance, never one found running here
+            ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus,
+                     _node_ip_address="127.0.0.1",
                      include_dashboard=False, object_store_memory=LOCAL_OBJECT_STORE_BYTES,
                      **quiet)
     else:

@@ -103,6 +103,23 @@ def test_an_unreachable_cluster_fails_fast_with_a_clear_error(tmp_path: Path, ca
     assert time.monotonic() - start < 30  # ray.init alone would retry for minutes
 
 
+@needs_ray
+def test_a_local_start_never_joins_a_ray_instance_found_running_here(monkeypatch) -> None:
+    """ray.init() without an address joins the newest Ray instance on the machine (someone
+    else's, on a shared one); the runner's own start asks for a new one, on the loopback."""
+    seen = {}
+
+    def fake_init(**kwargs):
+        seen.update(kwargs)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(ray, "init", fake_init)
+    with pytest.raises(RuntimeError, match="stop here"), executors.ray_session(num_cpus=1):
+        pass
+    assert seen["address"] == "local" and seen["_node_ip_address"] == "127.0.0.1"
+    assert seen["include_dashboard"] is False and seen["num_cpus"] == 1
+
+
 def test_a_node_that_does_not_share_the_results_folder_is_named(tmp_path: Path) -> None:
     with pytest.raises(executors.ResultsNotSharedError, match="cannot read .*not on a filesystem"):
         executors.verify_results(str(tmp_path), "abc")
