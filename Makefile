@@ -26,12 +26,13 @@ export MPLBACKEND := Agg
 # Silences a debugger warning that ipykernel prints on every kernel start.
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: help install test pytest notebooks nbval reproduce lab bench lint clean
+.PHONY: help install test pytest notebooks nbval reproduce ablations lab bench lint clean
 
 help:
 	@echo "make reproduce [PROFILE=smoke|quick|paper]  run notebooks/ in order, write figures/"
 	@echo "                                             and notebooks/executed/"
 	@echo "make test                                    pytest + notebooks (smoke) + nbval"
+	@echo "make ablations                               notebook 06's study at PROFILE (hours)"
 	@echo "make lab                                     JupyterLab on notebooks/"
 	@echo "make bench                                   run every script in benchmarks/"
 	@echo "make lint                                    ruff check"
@@ -64,6 +65,12 @@ nbval: $(STAMP)
 reproduce: $(STAMP)
 	$(BIN)/python tools/run_notebooks.py --profile $(PROFILE) --out $(PUBLISHED) \
 		--figures-dir figures --provenance figures/PROVENANCE.md
+
+# The ablation study of notebook 06 at the quick size: ~80 runs, hours on 2 cores (cached);
+# then `make reproduce` shows it.
+ablations: $(STAMP)
+	$(BIN)/python -m ecmeta_lib ablate --profile $(PROFILE) --ablations all \
+		--methods pearl sac_aisf_1 --seeds 0 1 2 --task-seed 7 --workers 2 --figures figures
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=notebooks

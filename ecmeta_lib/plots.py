@@ -304,7 +304,7 @@ def adaptation(adapt: pd.DataFrame, baselines: pd.DataFrame, finals: pd.DataFram
         if yardsticks is not None:
             y = yardsticks[yardsticks.condition == cond].sort_values("n_context")
             if not y.empty:
-                st = METHOD_STYLES["identify_greedy"]
+                st = BASELINE_STYLES["identify_greedy"]
                 ax.plot(np.maximum(y.n_context.to_numpy(), 0.5), MS * y.mean_latency_s,
                         color=st["color"], ls=st["ls"], marker=st["marker"],
                         label="identify-then-greedy (n = 0: blind greedy)")

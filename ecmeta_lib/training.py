@@ -11,11 +11,13 @@ method          training conditions        agent
 ``sac_aisf_i``  Ti only                    SAC, no encoder
 ==============  =========================  ====================================================
 
-Every method follows Algorithm 1's loop: per iteration, collect ``collect_steps`` slots in every
-training condition (fresh episode each iteration), then ``t_train`` epochs, each on ``k_prime``
-conditions drawn from the training ones. Every method runs the same number of iterations (hence
-the same number of gradient steps); env steps on the curves count all slots the agent collected,
-summed over its training conditions.
+Every method follows Algorithm 1's loop (`_Trainer`, one method per step of the algorithm): per
+iteration, collect ``collect_steps`` slots in every training condition (lines 2-5, a fresh
+episode each iteration), draw K' conditions once (line 6), then ``t_train`` epochs on them
+(lines 7-19). Fairness: every method runs the same number of iterations and epochs (hence the
+same gradient steps) and sees the same samples per gradient step: K' x ``batch_size`` slots (a
+single-condition method draws all of them from its one condition). Env steps on the curves count
+all slots the agent collected, summed over its training conditions.
 
 Early stopping (no test leakage): every ``eval_every`` iterations the greedy policy is scored on
 the agent's *own* training conditions (validation seed, PEARL adapted with ``eval_context``
@@ -30,73 +32,24 @@ freezes z at the posterior mean of those ``n`` transitions and acts greedily for
 evaluation environment's slot stream is untouched, so every n (and every method) is scored on the
 very same slots (common random numbers).
 
-Design choices (ours) and their evidence so far
------------------------------------------------
-* Architecture: ``structured`` by default in smoke/quick (one network shared by the users, a learned
-  user embedding, mean-pooled features and actions; the critic outputs a value per joint user
-  action, so the actor's objective is the exact expectation over each user's own action, as in the
-  discrete SAC of the paper's ref. [10]). With the relaxed critic of eqs. 26-27 (probabilities fed
-  as inputs), a 2-user bandit stalled at a 15 % gap and SAC_AiSF_1 at 58-66 % on 80 users after 60
-  iterations; a measured flat-vs-structured comparison at equal compute was not completed. The
-  ``paper`` profile keeps the flat 5 x 700 MLPs with the relaxed critic.
-* Temperature: xi multiplies the entropy per user (eq. 25 / |U|); otherwise the xi that works for
-  2 users keeps an 80-user policy at maximum entropy (measured: entropy stayed at 304 of 304.5
-  nats for 10 smoke iterations). Target entropy: a fraction of the maximum entropy
-  sum_u sum_heads log|W|; on the 2-user bandit (2500-3000 steps) 0.1 gave a 15 % gap to the exact
-  optimum and 0.3 gave 8 %, so 0.3 is the default. ``target_entropy="paper"`` (-3|U|) is
-  selectable; it drives xi to 0 by construction (a discrete entropy is >= 0).
-* Discount: gamma = 0. Slots are i.i.d. and independent of the action, so
-  Q(s, a) = r(s, a) + gamma * c(pi) with c(pi) the same for every (s, a): the greedy action does
-  not depend on gamma, and gamma > 0 only adds a bootstrapped, policy-dependent offset to every
-  target. (The measured gamma comparison was not completed; the field is configurable.)
-* Encoder input: (s, a, r) by default; s' is i.i.d. and action-independent, hence carries no
-  information about the condition (``encoder_next_obs=True`` restores the paper's (s, a, r, s')).
-* Per-user reward decomposition (``per_user_reward``, on in smoke/quick): the controller observes
-  every user's latency (env ``info["latency"]``, stored in the buffers), and each per-user value
-  q_u of the structured critic regresses on -latency_u * reward_scale; Q = mean_u q_u still
-  estimates the reward, the actor objective is unchanged. With one scalar reward per slot the
-  critic cannot tell which of the 80 users' actions caused it.
-* Per-user latents (``latent_per_user``, on in smoke/quick; ``latent_dim`` is then the size of
-  each z_u): every user's AI service function is drawn and upgraded independently, so a condition
-  is a set of per-user regimes; `PerUserContextEncoder` (shared by the users) infers one z_u per
-  user from that user's (x_u, a_u, latency_u) transitions, and user u's actor/critic read z_u.
-  z (and ``agent.posterior``'s mu, var) then have shape (U, latent_dim).
-  Measured (quick profile, seed 0, 1 thread; gap of the greedy policy to the per-slot oracle on
-  T1/T2/T3, 100 slots from FINAL_SEED; PEARL adapted with 20 context transitions; wall time of
-  training + final.csv, the oracle's solves included):
+Design choices (ours)
+---------------------
+The ``paper`` profile keeps Table I and the paper's PEARL (flat 5 x 700 MLPs, a scalar reward, one
+global z, (s, a, r, s') contexts, soft Bellman targets). The ``quick`` profile switches on choices
+of ours, each a field of `SACConfig` or `Profile` with its reason in that field's docstring:
+the structured per-user networks, the per-user reward (each user's critic value regresses that
+user's latency), gamma = 0 (slots are i.i.d. and independent of the action, so the greedy action
+does not depend on gamma and the critic becomes a regressor with fixed targets), a joint
+categorical actor per user, a log-latency critic on log-scaled inputs, one critic instead of
+twins, a cosine learning-rate decay, a target entropy of 30 % of the maximum, per-user latents
+whose encoder reads the executed decisions and the log latency, context sizes sampled from
+1..N, the prior as a posterior factor, and a small KL weight (1e-3: with the log-latency
+critic's small loss, beta = 0.1 collapsed z to the prior, per-user KL ~0.01 nats).
 
-  ==============================================  ==================  ====  ========
-  configuration                                    gap T1 / T2 / T3 %  mean  time
-  ==============================================  ==================  ====  ========
-  PEARL, both off, L=8, batch 64, T_train 8        57.4 / 64.0 / 48.5  56.6  108 s
-  SAC_DT, both off, batch 64, T_train 8            64.5 / 69.6 / 58.6  64.2   67 s*
-  PEARL, both on, L=4, batch 64, T_train 8         16.4 / 19.2 / 18.3  18.0  111 s
-  SAC_DT, per-user reward, batch 64, T_train 8     19.2 / 21.0 / 22.2  20.8   83 s*
-  PEARL, as above, target entropy 0.1              19.9 / 22.6 / 20.5  21.0  115 s
-  PEARL, both on, L=4, batch 32, T_train 16 (now)  15.7 / 16.9 / 18.3  17.0  125 s
-  SAC_DT, per-user reward, batch 32, T_train 16    18.8 / 21.1 / 23.0  21.0  106 s
-  SAC_AiSF_1, per-user reward, batch 32, T_tr. 16  12.7 / 27.3 / 23.2  21.1   45 s*
-  ==============================================  ==================  ====  ========
-
-  (* the oracle's solves were cached from an earlier run in the same process: add ~20-30 s.)
-  The per-user reward removes most of the gap (57 -> 18 %, SAC_DT 64 -> 21 %). PEARL's
-  adaptation curve (current quick defaults, gap % at n = 0, 1, 2, 5, 10, 20, 50 context
-  transitions) now falls: T1 20.6, 15.8, 15.5, 15.2, 15.4, 15.7, 15.4; T2 22.3, 20.3, 19.5, 18.9,
-  18.0, 16.9, 16.8; T3 24.7, 18.2, 17.8, 18.1, 18.6, 18.3, 18.5 (with the global z and the scalar
-  reward it was flat at 57 / 64 / 49 %). SAC_AiSF_1, trained on T1 itself, reaches 12.7 % on
-  T1 (PEARL 15.7 %): at this budget the learner limits the gap more than the adaptation does
-  (runs were still improving at the last iteration). Acting greedily on the critic's per-user
-  values instead of the actor's per-head argmax gained only ~1 point (16.1 vs 17.0 %), so the
-  actor is kept. One seed each: differences of 1-2 points may be run-to-run noise.
-  A further sweep around the quick defaults (PEARL, seed 0, mean gap over T1-T3) found a plateau:
-  160 iterations 17.0 % (validation best already at iteration 100), T_train 32 16.7 % (best at
-  50), hidden 128 16.8 %, target entropy 0.5 16.5 %; none is a clear gain over 17.0 %, so the
-  quick defaults stay. Closing the rest of the gap needs a more accurate critic than this budget
-  buys (its per-user latency error is still ~0.04 s RMS at the end of a quick run). On the
-  single-condition learner (SAC_AiSF_1, gap on its own T1, seed 0; 12.7 % with the defaults):
-  lr 3e-3 8.4 %, batch 128 9.8 % (3.5x the time), hidden 128 x 3 layers 11.4 % (2x the time);
-  but lr 3e-3 leaves SAC_DT unchanged (20.5 vs 21.0 % mean over T1-T3) and hurts PEARL (23.4 vs
-  17.0 %), so every method keeps the same lr 1e-3 (one setting for all: a fair comparison).
+Evidence: settings are chosen on validation data only, with ``python -m ecmeta_lib tune`` on task
+seeds >= 100 (never on T1-T3 of a reported task seed); its CSVs are in ``docs/tuning/``. Each
+choice is switched off one at a time, with seeds, on a held-out task seed in
+``notebooks/06_ablations`` (``python -m ecmeta_lib ablate``).
 """
 
 from __future__ import annotations
@@ -260,12 +213,13 @@ PROFILES: dict[str, Profile] = {
         name="quick", description="make reproduce default (run times: see the README)",
         agent=SACConfig(arch="structured", hidden=128, n_layers=2, embed_dim=16, latent_dim=8,
                         encoder_hidden=64, encoder_layers=2, lr=3e-3, temperature_lr=3e-3,
-                        tau=0.02, target_entropy=0.3, init_temperature=0.05,
+                        tau=0.02, target_entropy=0.3, init_temperature=0.05, kl_weight=1e-3,
                         per_user_reward=True, latent_per_user=True,
                         posterior_prior_factor=True, pooled=False, joint_actor=True,
-                        log_latency_critic=True, lr_cosine=True, encoder_decisions=True),
-        iterations=100, collect_steps=20, initial_random_steps=40, t_train=40, k_prime=2,
-        lambda1=1, lambda2=1, batch_size=32, buffer_capacity=4000, context_size=32,
+                        log_latency_critic=True, lr_cosine=True, encoder_decisions=True,
+                        twin_critics=False, log_inputs=True),
+        iterations=100, collect_steps=40, initial_random_steps=40, t_train=80, k_prime=2,
+        lambda1=4, lambda2=4, batch_size=32, buffer_capacity=4000, context_size=32,
         context_capacity=200, eval_every=10, eval_slots=20, val_slots=20, eval_context=20,
         final_slots=100, checkpoint_every=25, context_size_sampling=True),
     "paper": Profile(

@@ -64,12 +64,13 @@ if not table.done.all():  # never train silently: say what is missing and how to
 base = runner.baselines(profile, results_root=results)
 finals = runner.load_finals(table)
 adapt = runner.load_adaptation(table)
+sticks = runner.yardstick_adaptation(profile, results_root=results)
 
 # %% [markdown]
 # ## Latency against context transitions
 
 # %%
-fig = plots.adaptation(adapt, base, finals, figures, stem="04_adaptation")
+fig = plots.adaptation(adapt, base, finals, figures, stem="04_adaptation", yardsticks=sticks)
 
 # %%
 summary = (adapt.groupby(["condition", "n_context"]).mean_latency_s
@@ -78,12 +79,19 @@ oracle = base[base.method == "oracle"].set_index("condition").mean_latency_s
 summary["gap_to_oracle_pct"] = [100 * (m / 1e3 / oracle[c] - 1)
                                 for (c, _), m in summary["mean"].items()]
 display(summary.round(2).rename(columns={"mean": "latency_ms", "std": "sd_ms", "count": "seeds"}))
+display(sticks.pivot(index="n_context", columns="condition", values="gap_to_oracle_pct")
+        .round(2).rename_axis(columns="identify-then-greedy: gap to oracle (%)"))
 
 # %% [markdown]
 # **What the figure shows.** PEARL's latency (ms; mean over seeds, 95 % band over seeds) as the
 # context grows, $n = 0$ being the prior (drawn at 0.5 on the log axis). A curve that falls
 # means the inferred $z$ helps; the orange line is SAC_DT, trained on the same twins but with no
-# way to adapt; the black line is the per-slot optimum. The test below pairs each seed's
+# way to adapt; the black line is the per-slot optimum. The dash-dotted curve is the
+# identify-then-greedy yardstick on the same $n$ grid and the same slots: a digital twin
+# synchronised from the $n$ context slots' telemetry, acting greedily on it (its $n = 0$ is blind
+# greedy, which knows only the mean of the six twins). PEARL sits between blind greedy (what
+# ignoring the condition costs) and identify-then-greedy (what exact identification from the
+# same context buys). The test below pairs each seed's
 # PEARL($n$) with its own PEARL(0) on the same slots.
 
 # %%

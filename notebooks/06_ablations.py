@@ -48,6 +48,7 @@ ablations = "all"  # or a list of names from the table below
 workers = 2
 results_dir = None  # None: <repo>/results
 ci_subset = True  # on the smoke profile (CI): 2 seeds, PEARL only
+train_missing = None  # None: train missing runs on smoke only (quick: ~80 runs, hours on 2 cores)
 
 # %%
 import torch
@@ -88,8 +89,23 @@ print(f"profile {profile!r}, task seed {task_seed}, seeds {seeds}, methods {meth
 # `results/<profile>/ablations/<name>/`.
 
 # %%
-table = runner.run_ablations(profile, names, methods, seeds, task_seed=task_seed,
-                             workers=workers, results_root=results)
+if train_missing is None:
+    train_missing = profile == "smoke"
+table = runner.ablation_table(profile, names, methods, seeds, task_seed=task_seed,
+                              results_root=results)
+if train_missing:
+    table = runner.run_ablations(profile, names, methods, seeds, task_seed=task_seed,
+                                 workers=workers, results_root=results)
+ready = bool(table.done.all())
+if not ready:  # never train silently: say what is missing and how to make it
+    display(Markdown(
+        f"**{(~table.done).sum()} of {len(table)} ablation runs are not in `{results}` yet**, so "
+        "the study below is not shown. Produce them (hours at the quick size on 2 cores; "
+        "cached and resumable) with\n\n"
+        f"    python -m ecmeta_lib ablate --profile {profile} --ablations {ablations} "
+        f"--methods {' '.join(methods)} --seeds {' '.join(map(str, seeds))} "
+        f"--task-seed {task_seed} --workers {workers} --results {results}\n\n"
+        "or run this notebook with `train_missing = True`; then rerun it."))
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -106,37 +122,38 @@ print(table[["ablation", "method", "seed", "run_id", "done"]].to_string(index=Fa
 # `figures/ablations.csv`, the summary in `figures/ablations.md`.
 
 # %%
-finals = runner.load_finals(table)
-adapt = runner.load_adaptation(table) if "pearl" in methods else None
-effects = ablation_registry.effects(finals, adapt, prof.eval_context, order=names)
-ablation_registry.save_effects(effects, figures)
-display(Markdown(ablation_registry.effects_markdown(effects)))
+if ready:
+    finals = runner.load_finals(table)
+    adapt = runner.load_adaptation(table) if "pearl" in methods else None
+    effects = ablation_registry.effects(finals, adapt, prof.eval_context, order=names)
+    ablation_registry.save_effects(effects, figures)
+    display(Markdown(ablation_registry.effects_markdown(effects)))
 
 # %% [markdown]
 # ## The figure
 
 # %%
-fig = plots.ablations_figure(effects, figures, stem="06_ablations")
+if ready:
+    fig = plots.ablations_figure(effects, figures, stem="06_ablations")
 
 # %%
-summary = effects[effects.condition.eq("mean") | (effects.metric.eq("gap")
-                                                  & effects.method.str.startswith("sac_aisf_"))]
-helps = summary[summary.reading == "the choice helps"]
-hurts = summary[summary.reading == "the choice hurts"]
-
-
 def _items(rows):
     return ", ".join(f"{r.ablation} ({r.method}, {r.metric} {r.change:+.1f} points)"
                      for r in rows.itertuples()) or "none"
 
 
-display(Markdown(
-    "**How to read the figure.** One row per ablation, one marker per method: the change of the "
-    "score when that one choice is switched off, with its 95 % interval over the "
-    f"{len(seeds)} seeds (an interval needs at least 2). Left: the gap to the per-slot oracle "
-    "(PEARL: mean over T1-T3 of the adapted policy; SAC_AiSF_1: on its own T1); right of the "
-    "line, switching the choice off made the policy worse. Right panel: PEARL's adaptation gain; "
-    "left of the line, switching it off made adaptation buy less. An interval that crosses the "
-    "line is not resolved at this number of seeds.\n\n"
-    f"Here (profile `{profile}`, task seed {task_seed}): the choice measurably helps for "
-    f"{_items(helps)}; it measurably hurts for {_items(hurts)}; the rest is not resolved."))
+if ready:
+    summary = effects[effects.condition.eq("mean") | (effects.metric.eq("gap")
+                                                      & effects.method.str.startswith("sac_aisf_"))]
+    helps = summary[summary.reading == "the choice helps"]
+    hurts = summary[summary.reading == "the choice hurts"]
+    display(Markdown(
+        "**How to read the figure.** One row per ablation, one marker per method: the change of "
+        "the score when that one choice is switched off, with its 95 % interval over the "
+        f"{len(seeds)} seeds (an interval needs at least 2). Left: the gap to the per-slot oracle "
+        "(PEARL: mean over T1-T3 of the adapted policy; SAC_AiSF_1: on its own T1); right of the "
+        "line, switching the choice off made the policy worse. Right panel: PEARL's adaptation "
+        "gain; left of the line, switching it off made adaptation buy less. An interval that "
+        "crosses the line is not resolved at this number of seeds.\n\n"
+        f"Here (profile `{profile}`, task seed {task_seed}): the choice measurably helps for "
+        f"{_items(helps)}; it measurably hurts for {_items(hurts)}; the rest is not resolved."))
