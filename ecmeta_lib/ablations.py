@@ -75,8 +75,10 @@ ABLATIONS: dict[str, Ablation] = {a.name: a for a in [
              "joint actor SAC's twin critics return", coupled=dict(_SCALAR_CRITIC)),
     Ablation("per_user_latents", {"agent.latent_per_user": False},
              "one global z from the paper's encoder instead of one z_u per user; the executed-"
-             "decision inputs belong to the per-user encoder and go with it",
-             coupled={"agent.encoder_decisions": False}, pearl_only=True),
+             "decision inputs belong to the per-user encoder and go with it, and the per-user "
+             "embedding returns (without z_u it is the only way to tell users apart)",
+             coupled={"agent.encoder_decisions": False, "agent.user_embedding": True},
+             pearl_only=True),
     Ablation("encoder_inputs", {"agent.encoder_decisions": False},
              "the per-user encoder reads the requested action and the scaled latency instead of "
              "the executed (post-repair) decisions and the log latency", pearl_only=True),
@@ -94,6 +96,10 @@ ABLATIONS: dict[str, Ablation] = {a.name: a for a in [
     Ablation("kl_weight", {"agent.kl_weight": 0.1},
              "the paper's KL weight beta = 0.1 instead of the profile's smaller one, which keeps "
              "the per-user posteriors from collapsing to the prior", pearl_only=True),
+    Ablation("no_user_embedding", {"agent.user_embedding": True},
+             "PEARL's networks read a learned per-user embedding besides z_u, which lets them "
+             "memorise each user of the six twins instead of inferring it from the context",
+             pearl_only=True),
     Ablation("entropy_target", {"agent.target_entropy": "paper"},
              "the paper's target entropy -3|U| instead of a fraction of the maximum entropy"),
     Ablation("gamma0", {"agent.gamma": 0.9},

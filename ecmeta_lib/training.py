@@ -189,8 +189,11 @@ class Profile:
             raise ValueError("profile.agent.latent_dim is PEARL's latent size and must be >= 1")
 
     def agent_config(self, method: str) -> SACConfig:
-        """The agent config of `method` (no encoder for the SAC baselines)."""
-        return self.agent if method == "pearl" else replace(self.agent, latent_dim=0)
+        """The agent config of `method`: the SAC baselines have no encoder, hence no z_u, so
+        their learned per-user embedding is their only way to tell users apart (kept on)."""
+        if method == "pearl":
+            return self.agent
+        return replace(self.agent, latent_dim=0, user_embedding=True)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -217,7 +220,7 @@ PROFILES: dict[str, Profile] = {
                         per_user_reward=True, latent_per_user=True,
                         posterior_prior_factor=True, pooled=False, joint_actor=True,
                         log_latency_critic=True, lr_cosine=True, encoder_decisions=True,
-                        twin_critics=False, log_inputs=True),
+                        twin_critics=False, log_inputs=True, user_embedding=False),
         iterations=100, collect_steps=40, initial_random_steps=40, t_train=80, k_prime=2,
         lambda1=4, lambda2=4, batch_size=32, buffer_capacity=4000, context_size=32,
         context_capacity=200, eval_every=10, eval_slots=20, val_slots=20, eval_context=20,

@@ -165,6 +165,7 @@ class _PerUser(nn.Module):
         super().__init__()
         self.spec, self.pooled = spec, pooled
         self.log_inputs = LogInputs(spec) if log_inputs else None
+        # embed_dim 0: no per-user embedding (user u is told apart by its inputs and z_u alone)
         self.embed = nn.Parameter(torch.randn(spec.n_users, embed_dim) * 0.1)
         per_user = spec.obs_per_user + (spec.action_width if with_action else 0)
         self.in_dim = (2 if pooled else 1) * per_user + embed_dim + latent_dim

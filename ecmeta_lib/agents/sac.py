@@ -122,6 +122,11 @@ class SACConfig:
     """Each per-user critic output regresses the log of the user's latency (ours): latency is a
     product of ratios, nearly additive in log space; q_u = -reward_scale * exp(output). Needs
     ``per_user_reward`` and ``gamma=0`` (the targets are then fixed, the critic a regressor)."""
+    user_embedding: bool = True
+    """'structured': the networks (actor, critics and the per-user encoder) read a learned
+    per-user embedding; off (ours, PEARL): users are told apart by their inputs and z_u alone,
+    so everything user- and condition-specific must come from the context through z_u rather
+    than be memorised per user for the six twins (only three independent draws per user)."""
     twin_critics: bool = True
     """Two critics and their minimum (SAC's guard against bootstrapped overestimation); off
     (ours, ``joint_actor`` only): with gamma = 0 nothing is bootstrapped, so one critic
@@ -156,7 +161,7 @@ class SACConfig:
                 raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
         for name in ("per_user_reward", "latent_per_user", "posterior_prior_factor", "pooled",
                      "joint_actor", "log_latency_critic", "lr_cosine", "encoder_decisions",
-                     "log_inputs", "twin_critics"):
+                     "log_inputs", "twin_critics", "user_embedding"):
             v = getattr(self, name)
             if not isinstance(v, bool):
                 raise ValueError(f"{name} must be a bool, got {v!r}")
@@ -222,7 +227,8 @@ class DiscreteSACAgent(nn.Module):
         init = torch.Generator().manual_seed(int(seed))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=init)))
-            args = (spec, cfg.latent_dim, cfg.hidden, cfg.n_layers, cfg.embed_dim)
+            embed = cfg.embed_dim if cfg.user_embedding else 0
+            args = (spec, cfg.latent_dim, cfg.hidden, cfg.n_layers, embed)
             self.actor = build_actor(cfg.arch, *args, joint=cfg.joint_actor, pooled=cfg.pooled,
                                      log_inputs=cfg.log_inputs)
             self.critic1 = build_critic(cfg.arch, *args, pooled=cfg.pooled,
@@ -233,7 +239,7 @@ class DiscreteSACAgent(nn.Module):
             self.encoder: ContextEncoder | PerUserContextEncoder | None = None
             if cfg.latent_dim > 0 and cfg.latent_per_user:
                 self.encoder = PerUserContextEncoder(spec, cfg.latent_dim, cfg.encoder_hidden,
-                                                     cfg.encoder_layers, cfg.embed_dim,
+                                                     cfg.encoder_layers, embed,
                                                      cfg.encoder_next_obs, cfg.reward_scale,
                                                      cfg.posterior_prior_factor,
                                                      cfg.encoder_decisions)
