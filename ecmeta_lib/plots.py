@@ -108,10 +108,15 @@ def seed_bands(curves: pd.DataFrame, value: str = "mean_latency_s",
 
 
 def _hlines(ax: plt.Axes, baselines: pd.DataFrame, cond: str,
-            names: Sequence[str] = ("oracle", "greedy", "random")) -> None:
+            names: Sequence[str] = ("oracle", "greedy", "identify_greedy", "blind_greedy",
+                                    "random")) -> None:
+    """Horizontal lines of the deterministic policies (a name matches ``name`` and
+    ``name[n]``, e.g. identify_greedy[20])."""
+    base = baselines.method.astype(str).str.partition("[")[0]
     for name in names:
-        row = baselines[(baselines.method == name) & (baselines.condition == cond)]
+        row = baselines[(base == name) & (baselines.condition == cond)]
         if not row.empty:
+            name = str(row.method.iloc[0])
             st = style(name)
             ax.axhline(MS * float(row.mean_latency_s.iloc[0]), color=st["color"], ls=st["ls"],
                        lw=1.3, label=label(name))
@@ -191,7 +196,11 @@ def results_table(finals: pd.DataFrame, baselines: pd.DataFrame,
                      "gap_to_oracle_pct": float(g.gap_to_oracle_pct.mean()),
                      "accuracy_violation_rate": float(g.accuracy_violation_rate.mean()),
                      "cloud_share": float(g.cloud_share.mean()),
-                     "oracle_latency_s": float(g.oracle_latency_s.mean())})
+                     "oracle_latency_s": float(g.oracle_latency_s.mean()),
+                     # the critic's per-user latency RMS error on held-out slots of the
+                     # method's own training conditions (mean over seeds)
+                     "critic_rmse_s": float(g.critic_rmse_s.mean())
+                     if "critic_rmse_s" in g else np.nan})
     for row in baselines.itertuples():
         n_slots = getattr(row, "n_slots", np.nan)
         rows.append({"method": row.method, "condition": row.condition, "n_seeds": 1,
@@ -221,16 +230,19 @@ def results_table(finals: pd.DataFrame, baselines: pd.DataFrame,
 def table_markdown(table: pd.DataFrame) -> str:
     """Readable Markdown of the results table (latency in ms with its 95% CI and its kind)."""
     lines = ["| condition | method | latency (ms) [95% CI] | CI over | gap to oracle | "
-             "accuracy violations | cloud share |", "|---|---|---|---|---|---|---|"]
+             "accuracy violations | cloud share | critic error (ms RMS) |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in table.itertuples():
         ci = ("" if not np.isfinite(r.ci_low_s)
               else f" [{MS * r.ci_low_s:.1f}, {MS * r.ci_high_s:.1f}]")
         viol = "" if not np.isfinite(r.accuracy_violation_rate) else \
             f"{100 * r.accuracy_violation_rate:.2f} %"
         cloud = "" if not np.isfinite(r.cloud_share) else f"{100 * r.cloud_share:.1f} %"
+        rmse = getattr(r, "critic_rmse_s", np.nan)
+        critic = "" if not np.isfinite(rmse) else f"{MS * rmse:.1f}"
         lines.append(f"| {r.condition} | {label(r.method)} | {MS * r.latency_s:.1f}{ci} | "
                      f"{getattr(r, 'ci_kind', '')} | {r.gap_to_oracle_pct:+.1f} % | {viol} | "
-                     f"{cloud} |")
+                     f"{cloud} | {critic} |")
     return "\n".join(lines) + "\n"
 
 

@@ -139,18 +139,25 @@ display(Markdown(
 # %%
 logs = runner.load_train_logs(table[table.method == "pearl"])
 target = plots.target_entropy(prof)
-fig = plots.training_diagnostics(logs, ["critic_loss", "temperature", "kl", "entropy"], figures,
-                                 stem="03_training_diagnostics", target_entropy=target)
+cols = [c for c in ("critic_loss", "critic_rmse_s", "temperature", "kl", "entropy")
+        if c in logs.columns]
+fig = plots.training_diagnostics(logs, cols, figures, stem="03_training_diagnostics",
+                                 target_entropy=target)
 
 # %%
 g = logs[logs.iteration == logs.iteration.max()]
 display(Markdown(
-    "**What the figure shows.** The critic loss is the soft Bellman error on scaled rewards "
-    "(it should fall and flatten); the temperature ξ is steered so that the policy entropy "
+    "**What the figure shows.** The critic loss is the critic's regression error (here, with "
+    "gamma = 0 and the log-latency critic, the mean squared error of each user's log latency; "
+    "in the paper's profile the soft Bellman error on scaled rewards); the critic's latency "
+    "error is its per-user latency RMS error (s) on held-out random-action slots of the "
+    "training conditions that it never trains on (z from the first context slots); the "
+    "temperature ξ is steered so that the policy entropy "
     f"(summed over the 80 users and their action heads) approaches the target, here "
     f"{target:.0f} nats (`target_entropy` = {prof.agent.target_entropy} of the uniform "
     "policy's entropy); the KL is the encoder's information cost per context. At the last "
     f"iteration: entropy {g.entropy.mean():.0f} nats, ξ {g.temperature.mean():.3g}, "
-    f"KL {g.kl.mean():.3g} nats (means over seeds)."
-    if {"entropy", "temperature", "kl"} <= set(g.columns) else
+    f"KL {g.kl.mean():.3g} nats, held-out critic error {g.critic_rmse_s.mean():.3f} s "
+    "(means over seeds)."
+    if {"entropy", "temperature", "kl", "critic_rmse_s"} <= set(g.columns) else
     "**What the figure shows.** The critic loss and the temperature over training."))
