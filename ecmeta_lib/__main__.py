@@ -5,7 +5,7 @@
     python -m ecmeta_lib report --profile quick --figures figures
     python -m ecmeta_lib status --profile quick
     python -m ecmeta_lib ablate --profile quick --ablations all --methods pearl sac_aisf_1 \
-        --seeds 0 1 2 --task-seed 7 --workers 2 --figures figures
+        --seeds 0 1 2 --task-seed 42 --workers 2 --figures figures
     python -m ecmeta_lib tune --methods sac_aisf_1 --task-seeds 100 101 \
         --set agent.lr=1e-3,3e-3 --out docs/tuning/example.csv
 """
@@ -80,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
                    choices=list(METHODS), help="an ablation runs for the methods it affects")
     a.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     a.add_argument("--task-seed", type=int, default=7,
-                   help="held-out task seed (default 7: reports use 0, tuning >= 100)")
+                   help="held-out task seed (default 42: reports use 0, tuning >= 100)")
     a.add_argument("--results", default="results", help="root directory of the runs")
     a.add_argument("--workers", type=int, default=None)
     a.add_argument("--device", default="auto")

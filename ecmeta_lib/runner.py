@@ -567,3 +567,48 @@ def latent_posteriors(run_dir: Path | str, profile: str, *,
     out["z0"] = proj[:, 0]
     out["z1"] = proj[:, 1] if proj.shape[1] > 1 else 0.0
     return out
+
+
+def latent_probe(run_dir: Path | str, profile: str, *, n_context: int = 20, task_seed: int = 0,
+                 context_seed: int = 7_000) -> pd.DataFrame:
+    """Does z_u carry the condition? A linear probe of a per-user-latent PEARL run.
+
+    On every condition, the meta-policy collects ``n_context`` context transitions (as in
+    adaptation) and each user's posterior mean z_u is taken; a least-squares linear map from
+    [z_u, 1] to the log compute intensity of each of the user's models (the condition's
+    ``flop_per_bit``, which the agent never reads) is fitted on the six DTs (6 x U samples) and
+    scored on the unseen T1-T3 (3 x U samples). Returns one row per model: R^2 on the DTs (fit)
+    and on T1-T3 (held out), and the mean per-user KL of the held-out posteriors (nats)."""
+    prof = get_profile(profile)
+    agent = load_agent(run_dir)
+    if agent.encoder is None or not agent.cfg.latent_per_user:
+        raise ValueError(f"{run_dir} is not a per-user-latent PEARL run")
+    task_set = make_task_set(task_seed, prof.env.system, prof.env.conditions)
+    feats: dict[str, np.ndarray] = {}
+    kls: list[float] = []
+    for name in DT_NAMES + TEST_NAMES:
+        env = EdgeCloudEnv(condition=name, task_set=task_set, config=prof.env)
+        ctx = collect_context(agent, env, n_context, seed=context_seed)
+        with torch.no_grad():
+            mu, var = agent.posterior(ctx)
+        feats[name] = mu.cpu().numpy()  # (U, L)
+        if name in TEST_NAMES:
+            kls.append(float(agent.encoder.kl_to_prior(mu, var)))
+
+    def design(names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        x = np.concatenate([feats[n] for n in names])
+        y = np.concatenate([np.log(task_set[n].flop_per_bit) for n in names])
+        return np.hstack([x, np.ones((len(x), 1))]), y
+
+    x_fit, y_fit = design(DT_NAMES)
+    x_test, y_test = design(TEST_NAMES)
+    coef, *_ = np.linalg.lstsq(x_fit, y_fit, rcond=None)
+
+    def r2(x: np.ndarray, y: np.ndarray, j: int) -> float:
+        resid = y[:, j] - x @ coef[:, j]
+        return float(1.0 - resid.var() / y[:, j].var())
+
+    return pd.DataFrame([{"model": j, "r2_fit_dts": r2(x_fit, y_fit, j),
+                          "r2_heldout_tests": r2(x_test, y_test, j),
+                          "n_context": n_context, "kl_per_user_heldout": float(np.mean(kls))}
+                         for j in range(y_fit.shape[1])])
