@@ -30,7 +30,7 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -412,6 +412,22 @@ def ablation_table(profile: str, ablations: str | Sequence[str] = "all",
     return spec_table(specs, results_root=results_root, ablation_column=True)
 
 
+def finished_table(profile: str, methods: Sequence[str], seeds: Sequence[int], *,
+                   results_root: Path | str = DEFAULT_RESULTS) -> pd.DataFrame:
+    """`run_table` of runs that must already exist (the notebooks that only read results):
+    never trains; a missing run raises `FileNotFoundError` naming it and the command that
+    produces it."""
+    table = run_table(profile, methods, seeds, results_root=results_root)
+    if not table.done.all():
+        missing = ", ".join(table[~table.done].run_id)
+        raise FileNotFoundError(
+            f"{(~table.done).sum()} run(s) of the {profile!r} grid are missing in "
+            f"{results_root} ({missing}). Produce them with notebook 03 or with\n    "
+            f"python -m ecmeta_lib run --profile {profile} --seeds "
+            f"{' '.join(map(str, seeds))} --results {results_root}")
+    return table
+
+
 def _gather(table: pd.DataFrame, filename: str) -> pd.DataFrame:
     frames = []
     for row in table.itertuples():
@@ -460,6 +476,19 @@ def yardsticks(profile: str) -> list[Any]:
     return out
 
 
+def _cached_csv(path: Path, compute: Callable[[], pd.DataFrame]) -> pd.DataFrame:
+    """The CSV at `path`, or `compute()` written there atomically (a killed write leaves no
+    half file that a later call would trust)."""
+    if path.exists():
+        return pd.read_csv(path)
+    out = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    out.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+    return out
+
+
 def baselines(profile: str, *, results_root: Path | str = DEFAULT_RESULTS, task_seed: int = 0,
               seed: int = FINAL_SEED) -> pd.DataFrame:
     """Oracle and the `yardsticks` on T1-T3, cached on disk.
@@ -473,8 +502,11 @@ def baselines(profile: str, *, results_root: Path | str = DEFAULT_RESULTS, task_
     key = _hash({"profile": prof, "task_seed": task_seed, "seed": seed, "version": __version__,
                  "policies": sorted(type(p).__name__ for p in sticks)})
     path = Path(results_root) / profile / f"baselines-{key}.csv"
-    if path.exists():
-        return pd.read_csv(path)
+    return _cached_csv(path, lambda: _score_baselines(prof, sticks, task_seed, seed))
+
+
+def _score_baselines(prof: Any, sticks: Sequence[Any], task_seed: int,
+                     seed: int) -> pd.DataFrame:
     task_set = make_task_set(task_seed, prof.env.system, prof.env.conditions)
     rows = []
     for name in TEST_NAMES:
@@ -494,12 +526,7 @@ def baselines(profile: str, *, results_root: Path | str = DEFAULT_RESULTS, task_
                      "ci_high_s": hi, "ci_kind": CI_SLOTS,
                      "oracle_latency_s": float(oracle_lat.mean()), "gap_to_oracle_pct": 0.0,
                      "accuracy_violation_rate": float("nan"), "cloud_share": float("nan")})
-    out = pd.DataFrame(rows)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    out.to_csv(tmp, index=False)
-    os.replace(tmp, path)
-    return out
+    return pd.DataFrame(rows)
 
 
 def yardstick_adaptation(profile: str, *, results_root: Path | str = DEFAULT_RESULTS,
@@ -514,23 +541,21 @@ def yardstick_adaptation(profile: str, *, results_root: Path | str = DEFAULT_RES
     key = _hash({"profile": prof, "task_seed": task_seed, "seed": seed, "version": __version__,
                  "n": list(n_context), "what": "identify_greedy"})
     path = Path(results_root) / profile / f"yardstick-adaptation-{key}.csv"
-    if path.exists():
-        return pd.read_csv(path)
-    task_set = make_task_set(task_seed, prof.env.system, prof.env.conditions)
-    rows = []
-    for name in TEST_NAMES:
-        for n in n_context:
-            s = evaluate(IdentifyGreedyPolicy(int(n)), name, n_slots=prof.final_slots, seed=seed,
-                         task_set=task_set, config=prof.env).summary
-            rows.append({"method": "identify_greedy", "condition": name, "n_context": int(n),
-                         **{k: s[k] for k in ("mean_latency_s", "oracle_latency_s",
-                                              "gap_to_oracle_pct")}})
-    out = pd.DataFrame(rows)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    out.to_csv(tmp, index=False)
-    os.replace(tmp, path)
-    return out
+
+    def compute() -> pd.DataFrame:
+        task_set = make_task_set(task_seed, prof.env.system, prof.env.conditions)
+        rows = []
+        for name in TEST_NAMES:
+            for n in n_context:
+                s = evaluate(IdentifyGreedyPolicy(int(n)), name, n_slots=prof.final_slots,
+                             seed=seed, task_set=task_set, config=prof.env).summary
+                rows.append({"method": "identify_greedy", "condition": name,
+                             "n_context": int(n),
+                             **{k: s[k] for k in ("mean_latency_s", "oracle_latency_s",
+                                                  "gap_to_oracle_pct")}})
+        return pd.DataFrame(rows)
+
+    return _cached_csv(path, compute)
 
 
 def latent_posteriors(run_dir: Path | str, profile: str, *,

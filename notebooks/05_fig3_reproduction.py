@@ -56,13 +56,8 @@ seeds = list(range(seed, seed + n_seeds))
 prof = get_profile(profile)
 
 # %%
-table = runner.run_table(profile, METHODS, seeds, results_root=results)
-if not table.done.all():  # never train silently: say what is missing and how to make it
-    missing = ", ".join(table[~table.done].run_id)
-    raise FileNotFoundError(
-        f"{(~table.done).sum()} run(s) of the {profile!r} grid are missing in {results} "
-        f"({missing}). Produce them with notebook 03 or with\n    python -m ecmeta_lib run "
-        f"--profile {profile} --seeds {' '.join(map(str, seeds))} --results {results}")
+# never trains: a missing run is an error that names the command producing it
+table = runner.finished_table(profile, METHODS, seeds, results_root=results)
 base = runner.baselines(profile, results_root=results)
 curves = runner.load_curves(table)
 finals = runner.load_finals(table)

@@ -10,6 +10,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from test_agents import SMALL, _threads  # noqa: F401 - the 2-user system and 1-thread fixture
+from test_training import TINY as TRAINING_TINY
+from test_training import TINY_ENV
 
 from ecmeta_lib.agents import ActionSpec, DiscreteSACAgent, ReplayBuffer, SACConfig
 from ecmeta_lib.agents.networks import (
@@ -19,10 +22,8 @@ from ecmeta_lib.agents.networks import (
     one_hot_actions,
     split_joint_index,
 )
-from ecmeta_lib.config import EnvConfig, SystemConfig
 from ecmeta_lib.env import EdgeCloudEnv, positive_feature_ranges
 from ecmeta_lib.training import (
-    PROFILES,
     _Trainer,
     critic_error,
     decisions_of,
@@ -31,22 +32,9 @@ from ecmeta_lib.training import (
     train,
 )
 
-SMALL = EnvConfig(system=SystemConfig(n_users=2, n_servers=2, es_gflops=(60.0, 120.0),
-                                      es_memory_gb=(24.0, 32.0), es_cores=(10, 16)))
-TINY_ENV = EnvConfig(system=SystemConfig(n_users=4, n_servers=2, es_gflops=(60.0, 120.0),
-                                         es_memory_gb=(24.0, 32.0), es_cores=(2, 3)))
-TINY = replace(PROFILES["smoke"], name="tiny", env=TINY_ENV, iterations=4, checkpoint_every=2,
-               eval_every=2, final_slots=3)
+TINY = replace(TRAINING_TINY, iterations=4)
 JOINT = SACConfig(hidden=32, n_layers=2, embed_dim=4, lr=3e-3, temperature_lr=3e-3,
                   per_user_reward=True, pooled=False, joint_actor=True, log_latency_critic=True)
-
-
-@pytest.fixture(autouse=True)
-def _threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def _spec() -> ActionSpec:
