@@ -32,8 +32,9 @@
 # **What this package trains.** The schedule above is kept for every profile. The `paper`
 # profile keeps Table I's sizes; the `quick` profile (the default of `make reproduce`) is a much
 # smaller budget and changes the learner where the paper's version did not learn at that budget
-# (evidence in the docstring of `ecmeta_lib/training.py` and in the README). The table below is
-# generated from the two profiles' config objects, so it is every difference, as the code stands.
+# (the reasons are in each field's docstring and the README; the selection runs in `docs/tuning/`;
+# each change switched off in notebook 06). The table below is generated from the two profiles'
+# config objects, so it is every difference, as the code stands.
 #
 # The five SAC baselines are the same agent without the encoder: SAC_DT (the six DTs), SAC_T_M
 # (T1-T3 together) and SAC_AiSF_i (Ti alone). Every method runs the same number of iterations,
