@@ -28,6 +28,7 @@ def _address(text: str) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from .ablations import HELDOUT_TASK_SEED
     from .training import METHODS
 
     p = argparse.ArgumentParser(prog="python -m ecmeta_lib", description=__doc__,
@@ -79,8 +80,9 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--methods", nargs="+", default=["pearl", "sac_aisf_1"],
                    choices=list(METHODS), help="an ablation runs for the methods it affects")
     a.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    a.add_argument("--task-seed", type=int, default=7,
-                   help="held-out task seed (default 42: reports use 0, tuning >= 100)")
+    a.add_argument("--task-seed", type=int, default=HELDOUT_TASK_SEED,
+                   help=f"held-out task seed (default {HELDOUT_TASK_SEED}: reports use 0, "
+                        "tuning >= 100)")
     a.add_argument("--results", default="results", help="root directory of the runs")
     a.add_argument("--workers", type=int, default=None)
     a.add_argument("--device", default="auto")

@@ -96,13 +96,19 @@ table = runner.ablation_table(profile, names, methods, seeds, task_seed=task_see
 if train_missing:
     table = runner.run_ablations(profile, names, methods, seeds, task_seed=task_seed,
                                  workers=workers, results_root=results)
-ready = bool(table.done.all())
-if not ready:  # never train silently: say what is missing and how to make it
+# an ablation is shown once all its runs and the default's (same methods, seeds) are done
+default_done = bool(table[table.ablation == ablation_registry.DEFAULT].done.all())
+complete = [a for a in names if default_done and table[table.ablation == a].done.all()]
+missing = [a for a in names if a not in complete]
+ready = bool(complete)
+shown = table[table.ablation.isin([ablation_registry.DEFAULT, *complete])]
+if missing:  # never train silently: say what is missing and how to make it
     display(Markdown(
-        f"**{(~table.done).sum()} of {len(table)} ablation runs are not in `{results}` yet**, so "
-        "the study below is not shown. Produce them (hours at the quick size on 2 cores; "
-        "cached and resumable) with\n\n"
-        f"    python -m ecmeta_lib ablate --profile {profile} --ablations {ablations} "
+        f"**{len(missing)} of {len(names)} ablations are not complete in `{results}`** "
+        f"({', '.join(missing)}; {(~table.done).sum()} runs), so they are not shown below"
+        + (f"; shown: {', '.join(complete)}" if complete else "") + ". Produce them (hours "
+        "at the quick size on 2 cores; cached and resumable) with\n\n"
+        f"    python -m ecmeta_lib ablate --profile {profile} --ablations {' '.join(missing)} "
         f"--methods {' '.join(methods)} --seeds {' '.join(map(str, seeds))} "
         f"--task-seed {task_seed} --workers {workers} --results {results}\n\n"
         "or run this notebook with `train_missing = True`; then rerun it."))
@@ -123,9 +129,9 @@ print(table[["ablation", "method", "seed", "run_id", "done"]].to_string(index=Fa
 
 # %%
 if ready:
-    finals = runner.load_finals(table)
-    adapt = runner.load_adaptation(table) if "pearl" in methods else None
-    effects = ablation_registry.effects(finals, adapt, prof.eval_context, order=names)
+    finals = runner.load_finals(shown)
+    adapt = runner.load_adaptation(shown) if "pearl" in methods else None
+    effects = ablation_registry.effects(finals, adapt, prof.eval_context, order=complete)
     ablation_registry.save_effects(effects, figures)
     display(Markdown(ablation_registry.effects_markdown(effects)))
 
