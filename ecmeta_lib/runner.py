@@ -46,7 +46,7 @@ from .conditions import DT_NAMES, TEST_NAMES, make_task_set
 from .env import EdgeCloudEnv
 from .evaluation import evaluate
 from .paths import figures_path, project_root
-from .policies import GreedyPolicy, RandomPolicy
+from .policies import BlindGreedyPolicy, GreedyPolicy, IdentifyGreedyPolicy, RandomPolicy
 from .stats import CI_SLOTS, slot_bootstrap_ci
 from .training import (
     FINAL_SEED,
@@ -461,19 +461,10 @@ def load_train_logs(table: pd.DataFrame) -> pd.DataFrame:
 
 def yardsticks(profile: str) -> list[Any]:
     """The deterministic policies scored beside the learned ones: greedy (knows the condition),
-    random, and - when `ecmeta_lib.policies` has them - blind greedy (never learns the condition)
-    and identify-then-greedy with the profile's ``eval_context`` transitions (PEARL's budget)."""
-    from . import policies
-
-    prof = get_profile(profile)
-    out: list[Any] = [GreedyPolicy(), RandomPolicy(seed=FINAL_SEED)]
-    blind = getattr(policies, "BlindGreedyPolicy", None)
-    identify = getattr(policies, "IdentifyGreedyPolicy", None)
-    if blind is not None:
-        out.append(blind())
-    if identify is not None:
-        out.append(identify(prof.eval_context))
-    return out
+    random, blind greedy (never learns the condition) and identify-then-greedy with the
+    profile's ``eval_context`` transitions (PEARL's budget)."""
+    return [GreedyPolicy(), RandomPolicy(seed=FINAL_SEED), BlindGreedyPolicy(),
+            IdentifyGreedyPolicy(get_profile(profile).eval_context)]
 
 
 def _cached_csv(path: Path, compute: Callable[[], pd.DataFrame]) -> pd.DataFrame:
@@ -535,8 +526,6 @@ def yardstick_adaptation(profile: str, *, results_root: Path | str = DEFAULT_RES
     """The yardsticks on PEARL's adaptation grid, cached: `IdentifyGreedyPolicy` with n context
     slots for every n of `n_context` (n = 0 is `BlindGreedyPolicy`), on final.csv's slots.
     Columns: method, condition, n_context, mean_latency_s, oracle_latency_s, gap_to_oracle_pct."""
-    from .policies import IdentifyGreedyPolicy
-
     prof = get_profile(profile)
     key = _hash({"profile": prof, "task_seed": task_seed, "seed": seed, "version": __version__,
                  "n": list(n_context), "what": "identify_greedy"})
