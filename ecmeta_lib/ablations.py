@@ -61,7 +61,12 @@ class Ablation:
     def overrides(self) -> dict[str, Any]:
         return {**self.switch, **self.coupled}
 
+    methods: tuple[str, ...] | None = None
+    """The only methods the choice changes (None: every method, or PEARL with ``pearl_only``)."""
+
     def applies_to(self, method: str) -> bool:
+        if self.methods is not None:
+            return method in self.methods
         return method == "pearl" or not self.pearl_only
 
 
@@ -125,6 +130,15 @@ ABLATIONS: dict[str, Ablation] = {a.name: a for a in [
     Ablation("unpooled", {"agent.pooled": True},
              "every user's networks also read the mean over users of features and actions "
              "instead of that user's inputs alone"),
+    Ablation("explore_fraction", {"explore_fraction": 0.0},
+             "SAC's own sampling only while collecting, instead of each user acting uniformly at "
+             "random with the profile's probability (coverage of every option for the critic)"),
+    Ablation("random_context", {"agent.random_context": False},
+             "PEARL's contexts (meta-training and the n slots of adaptation) come from posterior "
+             "sampling, as in PEARL, instead of uniformly random actions", pearl_only=True),
+    Ablation("twin_samples", {"twin_samples": 0},
+             "meta-training on the six DTs alone, as in the paper, instead of also on conditions "
+             "the twin draws from its prior over conditions", methods=("pearl", "sac_dt")),
     Ablation("no_next_obs", {"agent.encoder_next_obs": True},
              "the encoder also reads s' (the paper's (s, a, r, s')); s' is i.i.d. and carries "
              "nothing about the condition", pearl_only=True),

@@ -19,6 +19,8 @@ from .system import System, sample_system
 DT_NAMES: tuple[str, ...] = ("G1", "G1'", "G1''", "G2", "G2'", "G3")
 TEST_NAMES: tuple[str, ...] = ("T1", "T2", "T3")
 CONDITION_NAMES: tuple[str, ...] = DT_NAMES + TEST_NAMES
+TWIN_SAMPLE_PREFIX = "S"
+"""Names of the conditions `with_twin_samples` adds: S1, S2, ..."""
 
 
 @dataclass(frozen=True)
@@ -137,3 +139,22 @@ def make_task_set(seed: int, system_cfg: SystemConfig | None = None,
     for n in TEST_NAMES:
         conds[n] = sample_condition(test_rng, u, f, ccfg, name=n)
     return TaskSet(seed=int(seed), system=system, conditions=conds)
+
+
+def with_twin_samples(task_set: TaskSet, n: int, condition_cfg: ConditionConfig | None = None
+                      ) -> TaskSet:
+    """`task_set` plus ``n`` conditions S1..Sn that the twin draws from its prior over conditions
+    (`sample_condition`), for meta-training on more tasks than the six DTs (ours).
+
+    They come from a fifth child stream of the task seed, so the system, the DTs and T1-T3 are
+    unchanged and no S condition is a test condition (a fresh draw, not a copy)."""
+    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 0:
+        raise ValueError(f"the number of twin samples must be an integer >= 0, got {n!r}")
+    ccfg = condition_cfg or ConditionConfig()
+    rng = np.random.default_rng(np.random.SeedSequence(task_set.seed).spawn(5)[4])
+    u, f = task_set.system.local_flops.shape[0], next(iter(task_set.conditions.values())).n_models
+    extra = {f"{TWIN_SAMPLE_PREFIX}{i + 1}": sample_condition(rng, u, f, ccfg,
+                                                             name=f"{TWIN_SAMPLE_PREFIX}{i + 1}")
+             for i in range(int(n))}
+    return TaskSet(seed=task_set.seed, system=task_set.system,
+                   conditions={**task_set.conditions, **extra})

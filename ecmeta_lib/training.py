@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import random
 import time
@@ -77,7 +78,15 @@ from .agents import (
     SACConfig,
 )
 from .checkpoints import DATACLASSES, UnsafeCheckpointError, safe_load, safe_save
-from .conditions import DT_NAMES, TEST_NAMES, Condition, TaskSet, make_task_set
+from .conditions import (
+    CONDITION_NAMES,
+    DT_NAMES,
+    TEST_NAMES,
+    Condition,
+    TaskSet,
+    make_task_set,
+    with_twin_samples,
+)
 from .config import EnvConfig
 from .env import EdgeCloudEnv
 from .evaluation import evaluate
@@ -159,6 +168,18 @@ class Profile:
     context_size_sampling: bool = False
     """PEARL (ours): each training context holds U{1..context_size} transitions instead of
     context_size, so the few-transition posteriors of adaptation are in distribution."""
+    explore_fraction: float = 0.0
+    """Every method (ours): while collecting, each user's action is replaced by a uniformly random
+    one with this probability, so the per-user critic (a regressor under gamma = 0) keeps seeing
+    every option, not only those its actor already prefers; 0 = SAC's own sampling only."""
+    context_steps: int = 0
+    """PEARL with ``agent.random_context``: slots of uniformly random actions per training
+    condition per iteration that fill the context buffer (and the replay buffer)."""
+    twin_samples: int = 0
+    """PEARL and SAC_DT (ours): meta-train on the six DTs plus this many conditions the twin
+    draws from its prior over conditions (`conditions.with_twin_samples`, domain randomisation);
+    the slots collected per iteration stay those of the six DTs, spread over all conditions.
+    Validation and the critic's held-out error stay on the six DTs. 0 = the DTs only (paper)."""
     heldout_slots: int = 20
     """Random-action slots per training condition on which the critic's per-user latency error
     (``critic_rmse_s``) is measured; never trained on."""
@@ -176,7 +197,7 @@ class Profile:
                      "eval_every", "eval_slots", "val_slots", "final_slots", "checkpoint_every",
                      "heldout_slots"):
             _pos_int(name, getattr(self, name))
-        for name in ("initial_random_steps", "eval_context"):
+        for name in ("initial_random_steps", "eval_context", "context_steps", "twin_samples"):
             v = getattr(self, name)
             if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 0:
                 raise ValueError(f"profile field {name} must be an integer >= 0, got {v!r}")
@@ -185,6 +206,12 @@ class Profile:
                              f"exceed t_train ({self.t_train}), or those updates never happen")
         if self.context_size > self.context_capacity:
             raise ValueError("context_size cannot exceed context_capacity")
+        if not (isinstance(self.explore_fraction, (int, float))
+                and 0.0 <= self.explore_fraction <= 1.0):
+            raise ValueError(f"explore_fraction must be in [0, 1], got {self.explore_fraction!r}")
+        if self.agent.random_context and self.context_steps < 1:
+            raise ValueError("agent.random_context needs context_steps >= 1 (random slots that "
+                             "fill the context buffer)")
         if self.agent.latent_dim < 1:
             raise ValueError("profile.agent.latent_dim is PEARL's latent size and must be >= 1")
 
@@ -193,7 +220,7 @@ class Profile:
         their learned per-user embedding is their only way to tell users apart (kept on)."""
         if method == "pearl":
             return self.agent
-        return replace(self.agent, latent_dim=0, user_embedding=True)
+        return replace(self.agent, latent_dim=0, user_embedding=True, random_context=False)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -207,11 +234,12 @@ PROFILES: dict[str, Profile] = {
                         target_entropy=0.3, init_temperature=0.05, per_user_reward=True,
                         latent_per_user=True, posterior_prior_factor=True, pooled=False,
                         joint_actor=True, log_latency_critic=True, lr_cosine=True,
-                        encoder_decisions=True),
+                        encoder_decisions=True, random_context=True),
         iterations=10, collect_steps=10, initial_random_steps=10, t_train=6, k_prime=2,
         lambda1=1, lambda2=1, batch_size=32, buffer_capacity=200, context_size=8,
         context_capacity=40, eval_every=5, eval_slots=4, val_slots=4, eval_context=4,
-        final_slots=4, checkpoint_every=2, context_size_sampling=True, heldout_slots=4),
+        final_slots=4, checkpoint_every=2, context_size_sampling=True, heldout_slots=4,
+        explore_fraction=0.5, context_steps=4, twin_samples=2),
     "quick": Profile(
         name="quick", description="make reproduce default (run times: see the README)",
         agent=SACConfig(arch="structured", hidden=128, n_layers=2, embed_dim=16, latent_dim=8,
@@ -220,11 +248,13 @@ PROFILES: dict[str, Profile] = {
                         per_user_reward=True, latent_per_user=True,
                         posterior_prior_factor=True, pooled=False, joint_actor=True,
                         log_latency_critic=True, lr_cosine=True, encoder_decisions=True,
-                        twin_critics=False, log_inputs=True, user_embedding=False),
+                        twin_critics=False, log_inputs=True, user_embedding=False,
+                        random_context=True),
         iterations=100, collect_steps=40, initial_random_steps=40, t_train=80, k_prime=2,
         lambda1=4, lambda2=4, batch_size=32, buffer_capacity=4000, context_size=32,
         context_capacity=200, eval_every=10, eval_slots=20, val_slots=20, eval_context=20,
-        final_slots=100, checkpoint_every=25, context_size_sampling=True),
+        final_slots=100, checkpoint_every=25, context_size_sampling=True,
+        explore_fraction=0.5, context_steps=10, twin_samples=24),
     "paper": Profile(
         name="paper", description="Table I: AdamW 3e-5, batch 256, 5 x 700, lambda 10/40, "
                                   "T_train 40, beta 0.1, K' 2",
@@ -288,7 +318,8 @@ def collect_context(agent: DiscreteSACAgent, env: EdgeCloudEnv, n: int,
                     seed: int) -> dict[str, np.ndarray]:
     """Run the meta-policy for ``n`` slots on ``env`` (reset with `seed`): before each slot z is
     drawn from the posterior of the transitions so far (the prior at first) and the action is
-    sampled from pi(s, z); returns the ``n`` transitions as a context."""
+    sampled from pi(s, z), or (``random_context``) uniformly random; returns the ``n``
+    transitions as a context."""
     buf = ContextBuffer(max(n, 1), env.observation_space.shape[0],
                         (agent.spec.n_users, len(agent.spec.heads)))
     if n == 0:
@@ -296,9 +327,13 @@ def collect_context(agent: DiscreteSACAgent, env: EdgeCloudEnv, n: int,
     gen_state = agent.generator.get_state()
     agent.generator.manual_seed(int(seed))
     obs, _ = env.reset(seed=int(seed))
+    rng = np.random.default_rng(int(seed))
     for _ in range(n):
-        z = agent.infer_z(buf.recent(n), sample=True)
-        action = agent.act(obs, z, greedy=False)
+        if agent.cfg.random_context:  # ours: an exploration policy shows every option
+            action = rng.integers(0, env.action_space.nvec).astype(np.int64)
+        else:
+            z = agent.infer_z(buf.recent(n), sample=True)
+            action = agent.act(obs, z, greedy=False)
         next_obs, reward, _, truncated, info = env.step(action)
         buf.add(obs, action, reward, next_obs, info["latency"], decisions_of(info))
         obs = env.reset()[0] if truncated else next_obs
@@ -481,8 +516,18 @@ class _Trainer:
                  device: torch.device) -> None:
         self.method, self.profile, self.seed, self.run_dir = method, profile, seed, run_dir
         self.task_seed = task_seed
-        self.names = training_conditions(method)
+        # validation and the held-out critic error use `val_names`; training may add twin samples
+        self.val_names = training_conditions(method)
         self.task_set = make_task_set(task_seed, profile.env.system, profile.env.conditions)
+        self.names = self.val_names
+        if profile.twin_samples and self.val_names == DT_NAMES:
+            self.task_set = with_twin_samples(self.task_set, profile.twin_samples,
+                                              profile.env.conditions)
+            self.names = DT_NAMES + tuple(self.task_set.conditions)[len(CONDITION_NAMES):]
+        # the same slots per iteration as on the six DTs, spread over all training conditions
+        share = len(self.val_names) / len(self.names)
+        self.steps = {k: math.ceil(getattr(profile, k) * share)
+                      for k in ("collect_steps", "initial_random_steps", "context_steps")}
         # everything random derives from `seed`
         ss_agent, ss_train, ss_env = np.random.SeedSequence(seed).spawn(3)
         self.envs = {n: EdgeCloudEnv(condition=n, task_set=self.task_set, config=profile.env)
@@ -519,28 +564,50 @@ class _Trainer:
     # --- Algorithm 1 ----------------------------------------------------------------------
     def collect(self) -> None:
         """Lines 2-5: a fresh episode in every training condition; PEARL acts on z drawn from
-        the posterior of a context of that condition (the prior before it has any data)."""
+        the posterior of a context of that condition (the prior before it has any data). With
+        ``random_context`` PEARL's context buffer is filled by separate random-action slots."""
         p, agent = self.profile, self.agent
+        random_ctx = agent.encoder is not None and agent.cfg.random_context
         for n in self.names:
-            env = self.envs[n]
-            obs, _ = env.reset()
-            warm = len(self.replay[n]) < p.initial_random_steps
-            n_steps = p.initial_random_steps if warm else p.collect_steps
+            warm = len(self.replay[n]) < self.steps["initial_random_steps"]
+            if random_ctx:
+                self._episode(n, self.steps["context_steps"], None, explore=1.0,
+                              to_context=True)
             z = None
             if agent.encoder is not None:
                 ctx = (self.ctxbuf[n].sample_context(p.context_size, self.rng)
                        if len(self.ctxbuf[n]) else None)
                 z = agent.infer_z(ctx, sample=True)
-            for _ in range(n_steps):
-                if warm:
-                    action = self.rng.integers(0, env.action_space.nvec).astype(np.int64)
-                else:
-                    action = agent.act(obs, z, greedy=False)
-                next_obs, reward, _, truncated, info = env.step(action)
-                for buf in (self.replay[n], self.ctxbuf[n]):
-                    buf.add(obs, action, reward, next_obs, info["latency"], decisions_of(info))
-                obs = env.reset()[0] if truncated else next_obs
-            self.env_steps += n_steps
+            if warm:
+                self._episode(n, self.steps["initial_random_steps"], z, explore=1.0,
+                              to_context=not random_ctx)
+            else:
+                self._episode(n, self.steps["collect_steps"], z, explore=p.explore_fraction,
+                              to_context=not random_ctx)
+
+    def _episode(self, name: str, n_steps: int, z: torch.Tensor | None, *, explore: float,
+                 to_context: bool) -> None:
+        """``n_steps`` slots on condition `name` into its replay (and context) buffer: the
+        agent's sampled actions, each user's replaced by a uniformly random one with probability
+        `explore` (1 = all random)."""
+        env = self.envs[name]
+        nvec = env.action_space.nvec.reshape(self.spec.n_users, -1)
+        bufs = (self.replay[name], self.ctxbuf[name]) if to_context else (self.replay[name],)
+        obs, _ = env.reset()
+        for _ in range(n_steps):
+            if explore >= 1.0:
+                action = self.rng.integers(0, nvec).astype(np.int64).ravel()
+            else:
+                action = self.agent.act(obs, z, greedy=False).reshape(nvec.shape)
+                if explore > 0.0:
+                    swap = self.rng.random(self.spec.n_users) < explore
+                    action[swap] = self.rng.integers(0, nvec[swap]).astype(np.int64)
+                action = action.ravel()
+            next_obs, reward, _, truncated, info = env.step(action)
+            for buf in bufs:
+                buf.add(obs, action, reward, next_obs, info["latency"], decisions_of(info))
+            obs = env.reset()[0] if truncated else next_obs
+        self.env_steps += n_steps
 
     def sample_tasks(self) -> list[str]:
         """Line 6: the K' conditions of this iteration's epochs."""
@@ -581,7 +648,7 @@ class _Trainer:
             self._heldout = {
                 name: heldout_slots(EdgeCloudEnv(condition=name, task_set=self.task_set,
                                                  config=p.env), n, HELDOUT_SEED)
-                for name in self.names}
+                for name in self.val_names}
         return self._heldout
 
     def critic_rmse(self) -> float:
@@ -603,7 +670,7 @@ class _Trainer:
                                     "mean_latency_s": s["mean_latency_s"],
                                     "cloud_share": s["cloud_share"],
                                     "accuracy_violation_rate": s["accuracy_violation_rate"]})
-        val = _score(self.agent, self.method, self.names, self.task_set, p, p.val_slots,
+        val = _score(self.agent, self.method, self.val_names, self.task_set, p, p.val_slots,
                      VALIDATION_SEED)
         score = float(np.mean([s["mean_latency_s"] for s in val]))
         self.log_rows[-1]["validation_latency_s"] = score

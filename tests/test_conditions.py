@@ -17,7 +17,7 @@ from ecmeta_lib import (
     make_task_set,
     upgrade_condition,
 )
-from ecmeta_lib.conditions import sample_condition
+from ecmeta_lib.conditions import sample_condition, with_twin_samples
 
 FIELDS = ("flop_per_bit", "memory_mb", "peak_accuracy", "quality_exponent")
 
@@ -152,3 +152,20 @@ def test_bad_task_seed(seed):
 def test_bad_condition_config(kwargs, message):
     with pytest.raises(ValueError, match=message):
         ConditionConfig(**kwargs)
+
+
+def test_twin_samples_are_fresh_draws_that_leave_the_task_set_unchanged() -> None:
+    base = make_task_set(7)
+    ts = with_twin_samples(base, 3)
+    assert list(ts.conditions) == [*base.conditions, "S1", "S2", "S3"]
+    for name, cond in base.conditions.items():  # the system, DTs and T1-T3 are untouched
+        assert np.array_equal(ts[name].flop_per_bit, cond.flop_per_bit)
+    assert ts.system is base.system
+    again = with_twin_samples(base, 3)
+    assert np.array_equal(again["S2"].peak_accuracy, ts["S2"].peak_accuracy)  # deterministic
+    s = [ts[f"S{i}"].flop_per_bit for i in (1, 2, 3)]
+    for t in ("T1", "T2", "T3", "G1", "G2", "G3"):  # fresh draws, no copy of a named condition
+        assert not any(np.allclose(x, ts[t].flop_per_bit) for x in s)
+    assert np.all(np.diff(ts["S1"].flop_per_bit, axis=1) >= 0)  # heavier models heavier
+    with pytest.raises(ValueError, match="twin samples"):
+        with_twin_samples(base, -1)

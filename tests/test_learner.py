@@ -22,9 +22,11 @@ from ecmeta_lib.agents.networks import (
     one_hot_actions,
     split_joint_index,
 )
+from ecmeta_lib.conditions import DT_NAMES
 from ecmeta_lib.env import EdgeCloudEnv, positive_feature_ranges
 from ecmeta_lib.training import (
     _Trainer,
+    collect_context,
     critic_error,
     decisions_of,
     heldout_slots,
@@ -204,3 +206,79 @@ def test_heldout_slots_are_deterministic_and_the_trainer_never_trains_on_them() 
     held = run.heldout()["T1"]["obs"]
     stored = run.replay["T1"].obs[: len(run.replay["T1"])].astype(np.float32)
     assert not any((stored == row).all(axis=1).any() for row in held)
+
+
+def test_random_context_is_the_same_whatever_the_weights() -> None:
+    """With ``random_context`` the adaptation context is an exploration policy's (uniform random
+    actions from the context seed), so two differently initialised agents collect the same one;
+    with posterior sampling they do not."""
+    env = EdgeCloudEnv(condition="T1", config=SMALL)
+    cfg = replace(JOINT, latent_dim=2, latent_per_user=True, encoder_decisions=True,
+                  posterior_prior_factor=True)
+    spec = ActionSpec.from_env(env)
+    for random_context in (True, False):
+        c = replace(cfg, random_context=random_context)
+        a = collect_context(DiscreteSACAgent(spec, c, seed=1), env, 12, 7)
+        b = collect_context(DiscreteSACAgent(spec, c, seed=2), env, 12, 7)
+        assert np.array_equal(a["action"], b["action"]) == random_context
+    counts = np.bincount(a["action"][:, :, 2].ravel(), minlength=3)  # posterior sampling here
+    ctx = collect_context(DiscreteSACAgent(spec, replace(cfg, random_context=True), seed=1),
+                          env, 60, 7)
+    models = np.bincount(ctx["action"][:, :, 2].ravel(), minlength=3)
+    assert (models > 0.2 * models.sum()).all(), (models, counts)  # every model is seen
+    with pytest.raises(ValueError, match="random_context"):
+        replace(JOINT, random_context=True)  # no encoder
+
+
+def test_explore_fraction_and_context_steps(tmp_path) -> None:
+    """``explore_fraction`` 1 makes every collected action uniform random (0: the agent's own);
+    ``random_context`` fills PEARL's context buffer only from its ``context_steps`` random slots;
+    bad values are refused with the field's name."""
+    prof = replace(TINY, iterations=2, initial_random_steps=0, twin_samples=0)
+    for frac in (0.0, 1.0):
+        tr = _Trainer("sac_aisf_1", replace(prof, explore_fraction=frac), 0, tmp_path / str(frac),
+                      0, resolve_device("cpu"))
+        tr.agent.actor = _Constant(tr.spec)  # the agent always picks joint action 0
+        tr.collect()
+        acts = tr.replay["T1"].recent(prof.collect_steps)["action"]
+        assert (acts == 0).all() == (frac == 0.0)
+    pearl = replace(prof, context_steps=3,
+                    agent=replace(prof.agent, random_context=True))
+    tr = _Trainer("pearl", pearl, 0, tmp_path / "pearl", 0, resolve_device("cpu"))
+    tr.collect()
+    for n in tr.names:
+        assert len(tr.ctxbuf[n]) == 3 and len(tr.replay[n]) == 3 + prof.collect_steps
+    with pytest.raises(ValueError, match="explore_fraction"):
+        replace(prof, explore_fraction=1.5)
+    with pytest.raises(ValueError, match="context_steps"):
+        replace(prof, context_steps=0, agent=replace(prof.agent, random_context=True))
+
+
+class _Constant(torch.nn.Module):
+    """An actor whose logits always prefer joint action 0."""
+
+    def __init__(self, spec: ActionSpec) -> None:
+        super().__init__()
+        self.spec = spec
+
+    def forward(self, obs: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+        n_joint = int(np.prod(self.spec.heads))
+        logits = torch.full((obs.shape[0], self.spec.n_users, n_joint), -1e9)
+        logits[..., 0] = 0.0
+        return logits
+
+
+def test_twin_samples_add_training_conditions_but_not_slots(tmp_path) -> None:
+    """PEARL and SAC_DT meta-train on the DTs plus the twin's samples with the DTs' slots per
+    iteration spread over them; validation stays on the six DTs; SAC_AiSF is unaffected."""
+    prof = replace(TINY, twin_samples=6)
+    tr = _Trainer("pearl", prof, 0, tmp_path / "p", 0, resolve_device("cpu"))
+    assert tr.names[:6] == DT_NAMES and tr.names[6:] == tuple(f"S{i}" for i in range(1, 7))
+    assert tr.val_names == DT_NAMES and set(tr.heldout()) == set(DT_NAMES)
+    assert tr.steps["collect_steps"] == math.ceil(prof.collect_steps / 2)
+    tr.collect()
+    per_condition = (math.ceil(prof.initial_random_steps / 2)
+                     + math.ceil(prof.context_steps / 2))  # warm-up and random context slots
+    assert sum(len(b) for b in tr.replay.values()) == 12 * per_condition
+    assert _Trainer("sac_aisf_2", prof, 0, tmp_path / "a", 0,
+                    resolve_device("cpu")).names == ("T2",)

@@ -141,6 +141,10 @@ class SACConfig:
     encoder_decisions: bool = False
     """PEARL per-user encoder reads the executed (DS, placement, model) and the log latency
     instead of the requested action (ours; see `PerUserContextEncoder`)."""
+    random_context: bool = False
+    """PEARL: context transitions (the encoder's training contexts and the n slots of adaptation)
+    are collected with uniformly random actions, an exploration policy (ours); off: posterior
+    sampling, whose contexts show mostly the options the policy already prefers."""
 
     def __post_init__(self) -> None:
         if self.arch not in ("flat", "structured"):
@@ -161,7 +165,7 @@ class SACConfig:
                 raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
         for name in ("per_user_reward", "latent_per_user", "posterior_prior_factor", "pooled",
                      "joint_actor", "log_latency_critic", "lr_cosine", "encoder_decisions",
-                     "log_inputs", "twin_critics", "user_embedding"):
+                     "log_inputs", "twin_critics", "user_embedding", "random_context"):
             v = getattr(self, name)
             if not isinstance(v, bool):
                 raise ValueError(f"{name} must be a bool, got {v!r}")
@@ -177,6 +181,8 @@ class SACConfig:
             raise ValueError("log_latency_critic needs per_user_reward=True and gamma=0")
         if not self.twin_critics and not self.joint_actor:
             raise ValueError("twin_critics=False needs joint_actor=True (gamma = 0 updates)")
+        if self.random_context and self.latent_dim == 0:
+            raise ValueError("random_context needs a context encoder (latent_dim >= 1)")
         if self.encoder_decisions and not self.latent_per_user:
             raise ValueError("encoder_decisions needs latent_per_user=True (per-user encoder)")
         if not 0.0 < self.lr_final_factor <= 1.0:
