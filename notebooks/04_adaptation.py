@@ -21,8 +21,10 @@
 #
 # Protocol (`ecmeta_lib.training.adaptation_curve`): for each context size $n$, the meta-policy
 # collects $n$ transitions on the test condition in a separate copy of the environment
-# (exploring: $z$ drawn from the running posterior, actions sampled), then freezes $z$ at the
-# posterior mean and is scored greedily by the harness — on the **same slots for every $n$**, so
+# (exploring: in PEARL $z$ is drawn from the running posterior and the actions are sampled; with
+# the quick profile's `random_context` the context actions are uniformly random, an exploration
+# policy that shows every model), then freezes $z$ at the posterior mean and is scored greedily
+# by the harness — on the **same slots for every $n$**, so
 # PEARL($n$) against PEARL(0) is a paired comparison. SAC_DT, trained on the same six DTs without
 # an encoder, cannot adapt: its latency is one line.
 #
@@ -153,7 +155,11 @@ if prof.agent.latent_per_user:
     display(Markdown(
         "**What the table shows.** Held-out $R^2$ of the lightest model's compute intensity "
         f"{r2.iloc[0]:.2f}, of the middle one {r2.iloc[1]:.2f}, of the heaviest {r2.iloc[-1]:.2f} "
-        "(means over seeds). The latents identify what the context shows: the meta-policy's own "
-        "actions mostly run the lightest model, so its context says little about the heavier "
-        "ones. Identify-then-greedy chooses its context actions to see every model, which is "
-        "most of the distance between the two curves above."))
+        "(means over seeds). "
+        + ("The context actions here are uniformly random (`random_context`), so every model "
+           "is seen about equally often: what the latents miss is not in want of data but of "
+           "what the encoder learned to extract from it."
+           if prof.agent.random_context else
+           "The latents identify what the context shows: the meta-policy's own actions mostly "
+           "run the lightest model, so its context says little about the heavier ones. "
+           "Identify-then-greedy chooses its context actions to see every model.")))

@@ -28,8 +28,9 @@
 # * **for PEARL**, on the gap to the per-slot oracle of its adapted policy (T1-T3, mean) and on
 #   its **adaptation gain** PEARL(0) - PEARL(n) (how much the n context transitions buy);
 # * **for SAC_AiSF_1** (the learner alone, on one fixed condition), on its gap on T1, for the
-#   switches of the learner (critic, actor, networks, temperature, schedule); the switches of the
-#   encoder and of meta-training concern PEARL alone.
+#   switches of the learner (critic, actor, networks, temperature, schedule, exploration); the
+#   switches of the encoder and of meta-training concern PEARL alone (the twin samples also
+#   SAC_DT, the other method trained on the twins).
 #
 # A switch that depends on another (the joint actor needs per-user rewards and gamma = 0, a
 # single critic needs the joint actor, the per-user options need structured networks, ...)
