@@ -43,8 +43,11 @@ does not depend on gamma and the critic becomes a regressor with fixed targets),
 categorical actor per user, a log-latency critic on log-scaled inputs, one critic instead of
 twins, a cosine learning-rate decay, a target entropy of 30 % of the maximum, per-user latents
 whose encoder reads the executed decisions and the log latency, context sizes sampled from
-1..N, the prior as a posterior factor, and a small KL weight (1e-3: with the log-latency
-critic's small loss, beta = 0.1 collapsed z to the prior, per-user KL ~0.01 nats).
+1..N, the prior as a posterior factor, a small KL weight (1e-3: with the log-latency
+critic's small loss, beta = 0.1 collapsed z to the prior, per-user KL ~0.01 nats), random
+exploration of every option while collecting (``explore_fraction``), PEARL contexts collected
+with uniformly random actions (``random_context``) and meta-training on twin samples besides the
+six DTs (``twin_samples``).
 
 Evidence: settings are chosen on validation data only, with ``python -m ecmeta_lib tune`` on task
 seeds >= 100 (never on T1-T3 of a reported task seed); its CSVs are in ``docs/tuning/``. Each
