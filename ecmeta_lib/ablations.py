@@ -56,13 +56,12 @@ class Ablation:
     """Fields that must change with the switch for the config to be valid."""
     pearl_only: bool = False
     """The choice lives in PEARL's encoder or meta-training: the SAC baselines do not see it."""
+    methods: tuple[str, ...] | None = None
+    """The only methods the choice changes (None: every method, or PEARL with ``pearl_only``)."""
 
     @property
     def overrides(self) -> dict[str, Any]:
         return {**self.switch, **self.coupled}
-
-    methods: tuple[str, ...] | None = None
-    """The only methods the choice changes (None: every method, or PEARL with ``pearl_only``)."""
 
     def applies_to(self, method: str) -> bool:
         if self.methods is not None:

@@ -141,6 +141,11 @@ def make_task_set(seed: int, system_cfg: SystemConfig | None = None,
     return TaskSet(seed=int(seed), system=system, conditions=conds)
 
 
+def twin_sample_names(n: int) -> tuple[str, ...]:
+    """The names `with_twin_samples` gives its ``n`` conditions: S1..Sn."""
+    return tuple(f"{TWIN_SAMPLE_PREFIX}{i + 1}" for i in range(int(n)))
+
+
 def with_twin_samples(task_set: TaskSet, n: int, condition_cfg: ConditionConfig | None = None
                       ) -> TaskSet:
     """`task_set` plus ``n`` conditions S1..Sn that the twin draws from its prior over conditions
@@ -153,8 +158,6 @@ def with_twin_samples(task_set: TaskSet, n: int, condition_cfg: ConditionConfig 
     ccfg = condition_cfg or ConditionConfig()
     rng = np.random.default_rng(np.random.SeedSequence(task_set.seed).spawn(5)[4])
     u, f = task_set.system.local_flops.shape[0], next(iter(task_set.conditions.values())).n_models
-    extra = {f"{TWIN_SAMPLE_PREFIX}{i + 1}": sample_condition(rng, u, f, ccfg,
-                                                             name=f"{TWIN_SAMPLE_PREFIX}{i + 1}")
-             for i in range(int(n))}
+    extra = {name: sample_condition(rng, u, f, ccfg, name=name) for name in twin_sample_names(n)}
     return TaskSet(seed=task_set.seed, system=task_set.system,
                    conditions={**task_set.conditions, **extra})

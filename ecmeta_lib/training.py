@@ -82,12 +82,12 @@ from .agents import (
 )
 from .checkpoints import DATACLASSES, UnsafeCheckpointError, safe_load, safe_save
 from .conditions import (
-    CONDITION_NAMES,
     DT_NAMES,
     TEST_NAMES,
     Condition,
     TaskSet,
     make_task_set,
+    twin_sample_names,
     with_twin_samples,
 )
 from .config import EnvConfig
@@ -526,7 +526,7 @@ class _Trainer:
         if profile.twin_samples and self.val_names == DT_NAMES:
             self.task_set = with_twin_samples(self.task_set, profile.twin_samples,
                                               profile.env.conditions)
-            self.names = DT_NAMES + tuple(self.task_set.conditions)[len(CONDITION_NAMES):]
+            self.names = DT_NAMES + twin_sample_names(profile.twin_samples)
         # the same slots per iteration as on the six DTs, spread over all training conditions
         share = len(self.val_names) / len(self.names)
         self.steps = {k: math.ceil(getattr(profile, k) * share)

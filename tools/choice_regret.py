@@ -22,6 +22,7 @@ import argparse
 import numpy as np
 import torch
 
+from ecmeta_lib.agents.networks import n_joint_actions, split_joint_index
 from ecmeta_lib.conditions import make_task_set
 from ecmeta_lib.config import EnvConfig
 from ecmeta_lib.env import EdgeCloudEnv
@@ -39,8 +40,8 @@ def choice_regret(run_dir: str, condition: str, task_seed: int, *, slots: int = 
     if agent.encoder is not None:
         ctx_env = EdgeCloudEnv(condition=condition, task_set=task_set, config=cfg)
         z = agent.infer_z(collect_context(agent, ctx_env, context, CONTEXT_SEED), sample=False)
-    heads = agent.spec.heads
-    joint = np.stack(np.meshgrid(*[np.arange(h) for h in heads], indexing="ij"), -1).reshape(-1, 3)
+    # every joint (DS, TA, MS) action in the critic's output order
+    joint = split_joint_index(torch.arange(n_joint_actions(agent.spec)), agent.spec).numpy()
     n_servers, n_models = cfg.system.n_servers, cfg.system.n_models
     obs, _ = env.reset(seed=seed)
     sq, reg_c, reg_a = [], [], []
