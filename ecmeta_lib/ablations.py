@@ -206,6 +206,16 @@ def changed_fields(base: Any, other: Any) -> dict[str, tuple[Any, Any]]:
     return {k: (a[k], b[k]) for k in a if a[k] != b[k]}
 
 
+def _scope(ab: Ablation) -> str:
+    """The methods an ablation changes, in words."""
+    if ab.methods is not None:
+        return ", ".join(_METHOD_LABELS.get(m, m) for m in ab.methods)
+    return "PEARL only" if ab.pearl_only else "every method"
+
+
+_METHOD_LABELS = {"pearl": "PEARL", "sac_dt": "SAC_DT", "sac_t_m": "SAC_T_M"}
+
+
 def registry_table(base: Any) -> pd.DataFrame:
     """The registry against `base`: per ablation its scope, what it switches off (with the
     base's value) and what goes with it, whether it is active, and why."""
@@ -215,7 +225,7 @@ def registry_table(base: Any) -> pd.DataFrame:
         diff = changed_fields(base, apply_overrides(base, ab.overrides)) if on else {}
         rows.append({
             "ablation": ab.name, "active": on,
-            "scope": "PEARL only" if ab.pearl_only else "every method",
+            "scope": _scope(ab),
             "switched off": ", ".join(f"{k} {_get(base, k)!r} -> {v!r}"
                                       for k, v in ab.switch.items()),
             "coupled": ", ".join(f"{k} -> {v[1]!r}" for k, v in diff.items()

@@ -55,6 +55,9 @@ def test_inactive_ablations_are_refused_and_left_out() -> None:
     assert ablations.select("gamma0, per_user_reward") == ["per_user_reward", "gamma0"]
     table = ablations.registry_table(off)
     assert not table.set_index("ablation").loc["lr_cosine", "active"]
+    scope = table.set_index("ablation")["scope"]
+    assert (scope["twin_samples"], scope["kl_weight"], scope["lr_cosine"]) == (
+        "PEARL, SAC_DT", "PEARL only", "every method")
 
 
 def test_brief_ablations_and_coupled_fields() -> None:
