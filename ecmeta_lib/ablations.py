@@ -96,7 +96,8 @@ ABLATIONS: dict[str, Ablation] = {a.name: a for a in [
              coupled={"agent.per_user_reward": False, "agent.latent_per_user": False,
                       "agent.joint_actor": False, "agent.log_latency_critic": False,
                       "agent.encoder_decisions": False, "agent.log_inputs": False,
-                      "agent.pooled": True, "agent.twin_critics": True}),
+                      "agent.tau_zscore": False, "agent.pooled": True,
+                      "agent.twin_critics": True}),
     Ablation("kl_weight", {"agent.kl_weight": 0.1},
              "the paper's KL weight beta = 0.1 instead of the profile's smaller one, which keeps "
              "the per-user posteriors from collapsing to the prior", pearl_only=True),
@@ -121,6 +122,9 @@ ABLATIONS: dict[str, Ablation] = {a.name: a for a in [
              "the per-user critic regresses the scaled latency itself instead of its log"),
     Ablation("log_inputs", {"agent.log_inputs": False},
              "bandwidth, distance, task and result size on a linear instead of a log scale"),
+    Ablation("tau_zscore", {"agent.tau_zscore": False},
+             "the accuracy requirement read as tau / 100 instead of its z-score under its "
+             "N(mean, std^2) distribution"),
     Ablation("single_critic", {"agent.twin_critics": True},
              "SAC's twin critics and their minimum instead of one critic (nothing is "
              "bootstrapped at gamma = 0)"),

@@ -57,6 +57,12 @@ def positive_feature_ranges(cfg: SystemConfig) -> tuple[tuple[int, float, float]
             (h + 3, *map(float, cfg.task_kb_range)), (h + 4, *map(float, cfg.result_kb_range)))
 
 
+def accuracy_req_moments(cfg: SystemConfig) -> tuple[int, float, float]:
+    """(column in a user's observation, mean, standard deviation) of the accuracy requirement
+    tau_u ~ N(mean, std^2) in the observation's units (tau / 100)."""
+    return (cfg.n_servers + 5, cfg.accuracy_req_mean / 100.0, cfg.accuracy_req_std / 100.0)
+
+
 class EdgeCloudEnv(gym.Env):
     """Edge-cloud AI service management under one AI service function condition.
 

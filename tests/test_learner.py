@@ -16,14 +16,18 @@ from test_training import TINY_ENV
 
 from ecmeta_lib.agents import ActionSpec, DiscreteSACAgent, ReplayBuffer, SACConfig
 from ecmeta_lib.agents.networks import (
-    LogInputs,
+    InputScaling,
     joint_action,
     joint_index,
     one_hot_actions,
     split_joint_index,
 )
 from ecmeta_lib.conditions import DT_NAMES
-from ecmeta_lib.env import EdgeCloudEnv, positive_feature_ranges
+from ecmeta_lib.env import (
+    EdgeCloudEnv,
+    accuracy_req_moments,
+    positive_feature_ranges,
+)
 from ecmeta_lib.training import (
     _Trainer,
     collect_context,
@@ -61,11 +65,37 @@ def test_log_inputs_by_hand() -> None:
     x = torch.zeros(1, 2, spec.obs_per_user)
     x[0, 0, h] = 0.5  # bandwidth half-way in its range: lo + (hi - lo) / 2 MHz
     x[0, 0, h + 2] = 0.3  # noise (dBm, already logarithmic) passes unchanged
-    y = LogInputs(spec)(x)
+    y = InputScaling(spec)(x)
     want = (math.log((lo + hi) / 2) - math.log(lo)) / (math.log(hi) - math.log(lo))
     assert y[0, 0, h].item() == pytest.approx(want, rel=1e-6)
     assert y[0, 0, h + 2].item() == pytest.approx(0.3)
     assert y[0, 1, h].item() == pytest.approx(0.0, abs=1e-7)  # the range's low end stays 0
+
+
+def test_tau_zscore_by_hand() -> None:
+    """The accuracy requirement (observed as tau / 100) becomes (tau - mean) / std; the log
+    columns are untouched without ``log``, and the input tensor is not modified in place."""
+    spec = _spec()
+    col, mean, std = accuracy_req_moments(SMALL.system)
+    assert spec.tau_moments == (col, mean, std)
+    sys_cfg = SMALL.system
+    assert (mean, std) == (sys_cfg.accuracy_req_mean / 100, sys_cfg.accuracy_req_std / 100)
+    x = torch.full((1, 2, spec.obs_per_user), 0.5)
+    x[0, 0, col] = 0.80  # tau = 80 %: two std above the mean of 70 % (std 5 points)
+    x[0, 1, col] = 0.70
+    y = InputScaling(spec, log=False, tau_zscore=True)(x)
+    assert y[0, 0, col].item() == pytest.approx((80 - 70) / 5)
+    assert y[0, 1, col].item() == pytest.approx(0.0, abs=1e-6)
+    others = [c for c in range(spec.obs_per_user) if c != col]
+    assert torch.equal(y[..., others], x[..., others])
+    assert x[0, 0, col].item() == pytest.approx(0.80)
+    both = InputScaling(spec, log=True, tau_zscore=True)(x)
+    assert torch.equal(both[..., col], y[..., col])
+    log_col = spec.log_ranges[0][0]
+    assert torch.equal(both[..., log_col], InputScaling(spec)(x)[..., log_col])
+    agent = DiscreteSACAgent(spec, replace(JOINT, tau_zscore=True), seed=0)
+    assert all(net.scaling is not None and net.scaling.tau == (col, mean, std)
+               for net in (agent.actor, *agent.critics))
 
 
 def test_joint_actor_acts_in_range_and_greedy_is_deterministic() -> None:
@@ -155,7 +185,10 @@ def test_encoder_reads_executed_decisions_and_refuses_missing_ones() -> None:
                                  dict(lr_final_factor=0.0), dict(log_inputs=True, arch="flat",
                                                                  per_user_reward=False,
                                                                  joint_actor=False,
-                                                                 log_latency_critic=False)])
+                                                                 log_latency_critic=False),
+                                 dict(tau_zscore=True, arch="flat", per_user_reward=False,
+                                      joint_actor=False, log_latency_critic=False),
+                                 dict(tau_zscore=1)])
 def test_learner_flags_refuse_invalid_combinations(bad) -> None:
     with pytest.raises(ValueError):
         replace(JOINT, **bad)

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .networks import ActionSpec, mlp, one_hot_actions
+from .networks import ActionSpec, apply_rows, mlp, one_hot_actions
 
 MIN_VARIANCE = 1e-7
 
@@ -159,7 +159,7 @@ class PerUserContextEncoder(nn.Module):
                  signal.unsqueeze(-1)]
         if self.use_next_obs:
             parts.insert(1, next_obs.reshape(*lead, u, d))
-        out = self.net(torch.cat(parts, dim=-1))
+        out = apply_rows(self.net, torch.cat(parts, dim=-1))
         mu, raw = out.split(self.latent_dim, dim=-1)
         return mu, F.softplus(raw) + MIN_VARIANCE
 

@@ -44,6 +44,9 @@ class ActionSpec:
     """(column of the per-user observation, low, high) of the min-max scaled positive physical
     quantities (bandwidth, distance, task and result size): the ``log_inputs`` networks read
     them on a log scale, where latency, a product of ratios, is nearly additive."""
+    tau_moments: tuple[int, float, float] | None = None
+    """(column, mean, std) of the accuracy requirement in observation units: the ``tau_zscore``
+    networks read (x - mean) / std."""
 
     @property
     def action_width(self) -> int:
@@ -64,13 +67,17 @@ class ActionSpec:
     def from_env(cls, env) -> ActionSpec:
         """Read the spec from an `EdgeCloudEnv` (or its Gymnasium wrapper)."""
         env = env.unwrapped
-        from ..env import positive_feature_ranges  # env is below the agents in the data flow
+        from ..env import (  # env is below the agents in the data flow
+            accuracy_req_moments,
+            positive_feature_ranges,
+        )
 
         nvec = env.action_space.nvec.reshape(-1, 3)
         u = nvec.shape[0]
         return cls(n_users=int(u), obs_per_user=int(env.observation_space.shape[0] // u),
                    heads=tuple(int(x) for x in nvec[0]),
-                   log_ranges=positive_feature_ranges(env.config.system))
+                   log_ranges=positive_feature_ranges(env.config.system),
+                   tau_moments=accuracy_req_moments(env.config.system))
 
 
 def mlp(in_dim: int, hidden: int, n_layers: int, out_dim: int) -> nn.Sequential:
@@ -82,6 +89,14 @@ def mlp(in_dim: int, hidden: int, n_layers: int, out_dim: int) -> nn.Sequential:
         d = hidden
     layers.append(nn.Linear(d, out_dim))
     return nn.Sequential(*layers)
+
+
+def apply_rows(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``net`` on the rows of a (..., d) tensor as one 2-D matrix, reshaped back to (..., out):
+    the same products as on the N-D input, but the backward pass of a 3-D input spends ~15 % of
+    an update copying and zero-filling (batch, user, hidden) gradients."""
+    out = net(x.reshape(-1, x.shape[-1]))
+    return out.view(*x.shape[:-1], out.shape[-1])
 
 
 def one_hot_actions(actions: torch.Tensor, spec: ActionSpec) -> torch.Tensor:
@@ -133,27 +148,47 @@ class FlatCritic(nn.Module):
         return self.net(x).squeeze(-1)
 
 
-class LogInputs(nn.Module):
-    """Maps the min-max scaled columns of `ActionSpec.log_ranges` to
-    (log v - log low) / (log high - log low), v the physical value; other columns pass."""
+class InputScaling(nn.Module):
+    """Per-column maps of a user's observation, applied before its networks.
 
-    def __init__(self, spec: ActionSpec) -> None:
+    * ``log``: the min-max scaled columns of `ActionSpec.log_ranges` become
+      (log v - log low) / (log high - log low), v the physical value.
+    * ``tau_zscore``: the accuracy requirement (observed as tau / 100) becomes its z-score under
+      its drawn distribution, (tau - mean) / std: the accuracy repair makes latency jump where tau
+      crosses a model's accuracy, and on the [0, 100] % scale the whole N(70, 5^2) spread of tau
+      sits in ~0.3 of the unit interval, too flat for a small network to place those steps.
+
+    Other columns pass unchanged."""
+
+    def __init__(self, spec: ActionSpec, log: bool = True, tau_zscore: bool = False) -> None:
         super().__init__()
-        cols = [c for c, _, _ in spec.log_ranges]
-        lo = torch.tensor([lo for _, lo, _ in spec.log_ranges], dtype=torch.float32)
-        hi = torch.tensor([hi for _, _, hi in spec.log_ranges], dtype=torch.float32)
+        ranges = spec.log_ranges if log else ()
+        cols = [c for c, _, _ in ranges]
+        lo = torch.tensor([lo for _, lo, _ in ranges], dtype=torch.float32)
+        hi = torch.tensor([hi for _, _, hi in ranges], dtype=torch.float32)
         self.register_buffer("cols", torch.tensor(cols, dtype=torch.long), persistent=False)
         self.register_buffer("lo", lo, persistent=False)
         self.register_buffer("span", hi - lo, persistent=False)
         self.register_buffer("log_lo", lo.log(), persistent=False)
         self.register_buffer("log_span", hi.log() - lo.log(), persistent=False)
+        self.tau: tuple[int, float, float] | None = None
+        if tau_zscore:
+            if spec.tau_moments is None:
+                raise ValueError("tau_zscore needs ActionSpec.tau_moments (use "
+                                 "ActionSpec.from_env)")
+            col, mean, std = spec.tau_moments
+            self.tau = (col, mean, std if std > 0 else 1.0)  # a constant tau: shift only
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.cols.numel() == 0:
+        if self.cols.numel() == 0 and self.tau is None:
             return x
-        v = (self.lo + x[..., self.cols].clamp(0, 1) * self.span).log()
         x = x.clone()
-        x[..., self.cols] = (v - self.log_lo) / self.log_span
+        if self.cols.numel():
+            v = (self.lo + x[..., self.cols].clamp(0, 1) * self.span).log()
+            x[..., self.cols] = (v - self.log_lo) / self.log_span
+        if self.tau is not None:
+            col, mean, std = self.tau
+            x[..., col] = (x[..., col] - mean) / std
         return x
 
 
@@ -161,19 +196,21 @@ class _PerUser(nn.Module):
     """Shared per-user trunk input: [x_u, e_u, (a_u), z, mean_u(x_u, (a_u))]."""
 
     def __init__(self, spec: ActionSpec, latent_dim: int, embed_dim: int,
-                 with_action: bool, pooled: bool = True, log_inputs: bool = False) -> None:
+                 with_action: bool, pooled: bool = True, log_inputs: bool = False,
+                 tau_zscore: bool = False) -> None:
         super().__init__()
         self.spec, self.pooled = spec, pooled
-        self.log_inputs = LogInputs(spec) if log_inputs else None
+        self.scaling = (InputScaling(spec, log_inputs, tau_zscore)
+                        if log_inputs or tau_zscore else None)
         # embed_dim 0: no per-user embedding (user u is told apart by its inputs and z_u alone)
         self.embed = nn.Parameter(torch.randn(spec.n_users, embed_dim) * 0.1)
         per_user = spec.obs_per_user + (spec.action_width if with_action else 0)
         self.in_dim = (2 if pooled else 1) * per_user + embed_dim + latent_dim
 
     def user_inputs(self, obs: torch.Tensor) -> torch.Tensor:
-        """(B, U*D) observation -> (B, U, D) per-user inputs (log-scaled with ``log_inputs``)."""
+        """(B, U*D) observation -> (B, U, D) per-user inputs (`InputScaling` applied)."""
         x = obs.view(obs.shape[0], self.spec.n_users, self.spec.obs_per_user)
-        return x if self.log_inputs is None else self.log_inputs(x)
+        return x if self.scaling is None else self.scaling(x)
 
     def features(self, obs: torch.Tensor, action: torch.Tensor | None,
                  z: torch.Tensor | None) -> torch.Tensor:
@@ -197,15 +234,15 @@ class StructuredActor(_PerUser):
 
     def __init__(self, spec: ActionSpec, latent_dim: int, hidden: int, n_layers: int,
                  embed_dim: int, joint: bool = False, pooled: bool = True,
-                 log_inputs: bool = False) -> None:
+                 log_inputs: bool = False, tau_zscore: bool = False) -> None:
         super().__init__(spec, latent_dim, embed_dim, with_action=False, pooled=pooled,
-                         log_inputs=log_inputs)
+                         log_inputs=log_inputs, tau_zscore=tau_zscore)
         self.joint = joint
         self.net = mlp(self.in_dim, hidden, n_layers,
                        n_joint_actions(spec) if joint else spec.action_width)
 
     def forward(self, obs: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
-        return self.net(self.features(obs, None, z))
+        return apply_rows(self.net, self.features(obs, None, z))
 
 
 class StructuredCritic(_PerUser):
@@ -220,9 +257,10 @@ class StructuredCritic(_PerUser):
     """
 
     def __init__(self, spec: ActionSpec, latent_dim: int, hidden: int, n_layers: int,
-                 embed_dim: int, pooled: bool = True, log_inputs: bool = False) -> None:
+                 embed_dim: int, pooled: bool = True, log_inputs: bool = False,
+                 tau_zscore: bool = False) -> None:
         super().__init__(spec, latent_dim, embed_dim, with_action=True, pooled=pooled,
-                         log_inputs=log_inputs)
+                         log_inputs=log_inputs, tau_zscore=tau_zscore)
         self.in_dim -= spec.action_width  # the user's own action is not an input ...
         self.net = mlp(self.in_dim, hidden, n_layers, n_joint_actions(spec))  # ... it selects
 
@@ -248,7 +286,7 @@ class StructuredCritic(_PerUser):
             parts.append(pooled)
         if z is not None:
             parts.append(_user_z(z, b, u))
-        return self.net(torch.cat(parts, dim=-1))
+        return apply_rows(self.net, torch.cat(parts, dim=-1))
 
 
 def n_joint_actions(spec: ActionSpec) -> int:
@@ -288,22 +326,23 @@ def joint_action(action: torch.Tensor, spec: ActionSpec) -> torch.Tensor:
 
 def build_actor(arch: str, spec: ActionSpec, latent_dim: int, hidden: int, n_layers: int,
                 embed_dim: int, joint: bool = False, pooled: bool = True,
-                log_inputs: bool = False) -> nn.Module:
+                log_inputs: bool = False, tau_zscore: bool = False) -> nn.Module:
     if arch == "flat":
         return FlatActor(spec, latent_dim, hidden, n_layers)
     if arch == "structured":
         return StructuredActor(spec, latent_dim, hidden, n_layers, embed_dim, joint, pooled,
-                               log_inputs)
+                               log_inputs, tau_zscore)
     raise ValueError(f"unknown architecture {arch!r}; use 'flat' or 'structured'")
 
 
 def build_critic(arch: str, spec: ActionSpec, latent_dim: int, hidden: int, n_layers: int,
-                 embed_dim: int, pooled: bool = True, log_inputs: bool = False) -> nn.Module:
+                 embed_dim: int, pooled: bool = True, log_inputs: bool = False,
+                 tau_zscore: bool = False) -> nn.Module:
     if arch == "flat":
         return FlatCritic(spec, latent_dim, hidden, n_layers)
     if arch == "structured":
         return StructuredCritic(spec, latent_dim, hidden, n_layers, embed_dim, pooled,
-                                log_inputs)
+                                log_inputs, tau_zscore)
     raise ValueError(f"unknown architecture {arch!r}; use 'flat' or 'structured'")
 
 

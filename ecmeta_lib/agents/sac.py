@@ -133,6 +133,9 @@ class SACConfig:
     regresses the same latencies at half the cost."""
     log_inputs: bool = False
     """'structured': read bandwidth, distance, task and result size on a log scale (ours)."""
+    tau_zscore: bool = False
+    """'structured': read the accuracy requirement as its z-score (tau - mean) / std instead of
+    tau / 100 (ours; see `InputScaling`)."""
     lr_cosine: bool = False
     """Cosine-decay the learning rates of actor, critics and encoder over the run's updates to
     ``lr * lr_final_factor`` (ours); the trainer sets the horizon (`set_lr_horizon`)."""
@@ -165,12 +168,13 @@ class SACConfig:
                 raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
         for name in ("per_user_reward", "latent_per_user", "posterior_prior_factor", "pooled",
                      "joint_actor", "log_latency_critic", "lr_cosine", "encoder_decisions",
-                     "log_inputs", "twin_critics", "user_embedding", "random_context"):
+                     "log_inputs", "twin_critics", "user_embedding", "random_context",
+                     "tau_zscore"):
             v = getattr(self, name)
             if not isinstance(v, bool):
                 raise ValueError(f"{name} must be a bool, got {v!r}")
             if (v and name in ("per_user_reward", "latent_per_user", "joint_actor",
-                               "log_latency_critic", "log_inputs")
+                               "log_latency_critic", "log_inputs", "tau_zscore")
                     and self.arch != "structured"):
                 raise ValueError(f"{name} needs arch='structured' (per-user networks)")
         if not 0.0 <= self.gamma < 1.0:
@@ -235,12 +239,11 @@ class DiscreteSACAgent(nn.Module):
             torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=init)))
             embed = cfg.embed_dim if cfg.user_embedding else 0
             args = (spec, cfg.latent_dim, cfg.hidden, cfg.n_layers, embed)
+            scaling = dict(log_inputs=cfg.log_inputs, tau_zscore=cfg.tau_zscore)
             self.actor = build_actor(cfg.arch, *args, joint=cfg.joint_actor, pooled=cfg.pooled,
-                                     log_inputs=cfg.log_inputs)
-            self.critic1 = build_critic(cfg.arch, *args, pooled=cfg.pooled,
-                                        log_inputs=cfg.log_inputs)
-            self.critic2 = (build_critic(cfg.arch, *args, pooled=cfg.pooled,
-                                         log_inputs=cfg.log_inputs)
+                                     **scaling)
+            self.critic1 = build_critic(cfg.arch, *args, pooled=cfg.pooled, **scaling)
+            self.critic2 = (build_critic(cfg.arch, *args, pooled=cfg.pooled, **scaling)
                             if cfg.twin_critics else None)
             self.encoder: ContextEncoder | PerUserContextEncoder | None = None
             if cfg.latent_dim > 0 and cfg.latent_per_user:
