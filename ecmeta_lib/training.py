@@ -41,8 +41,9 @@ the structured per-user networks, the per-user reward (each user's critic value 
 user's latency), gamma = 0 (slots are i.i.d. and independent of the action, so the greedy action
 does not depend on gamma and the critic becomes a regressor with fixed targets), a joint
 categorical actor per user, a log-latency critic on log-scaled inputs with the accuracy
-requirement read as its z-score (``tau_zscore``), one critic instead of twins, a cosine learning-rate decay, a target entropy of 30 % of the maximum, per-user latents
-whose encoder reads the executed decisions and the log latency, context sizes sampled from
+requirement read as its z-score (``tau_zscore``), one critic instead of twins, a cosine
+learning-rate decay, a target entropy of 30 % of the maximum, per-user latents whose encoder
+reads the executed decisions and the log latency, context sizes sampled from
 1..N, the prior as a posterior factor, a small KL weight (1e-3: with the log-latency
 critic's small loss, beta = 0.1 collapsed z to the prior, per-user KL ~0.01 nats), random
 exploration of every option while collecting (``explore_fraction``), PEARL contexts collected
