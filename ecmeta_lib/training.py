@@ -324,6 +324,8 @@ def collect_context(agent: DiscreteSACAgent, env: EdgeCloudEnv, n: int,
     drawn from the posterior of the transitions so far (the prior at first) and the action is
     sampled from pi(s, z), or (``random_context``) uniformly random; returns the ``n``
     transitions as a context."""
+    if agent.cfg.random_context and n > 0:  # ours: an exploration policy shows every option
+        return random_slots(env, n, seed)
     buf = ContextBuffer(max(n, 1), env.observation_space.shape[0],
                         (agent.spec.n_users, len(agent.spec.heads)))
     if n == 0:
@@ -331,13 +333,9 @@ def collect_context(agent: DiscreteSACAgent, env: EdgeCloudEnv, n: int,
     gen_state = agent.generator.get_state()
     agent.generator.manual_seed(int(seed))
     obs, _ = env.reset(seed=int(seed))
-    rng = np.random.default_rng(int(seed))
     for _ in range(n):
-        if agent.cfg.random_context:  # ours: an exploration policy shows every option
-            action = rng.integers(0, env.action_space.nvec).astype(np.int64)
-        else:
-            z = agent.infer_z(buf.recent(n), sample=True)
-            action = agent.act(obs, z, greedy=False)
+        z = agent.infer_z(buf.recent(n), sample=True)
+        action = agent.act(obs, z, greedy=False)
         next_obs, reward, _, truncated, info = env.step(action)
         buf.add(obs, action, reward, next_obs, info["latency"], decisions_of(info))
         obs = env.reset()[0] if truncated else next_obs
@@ -475,9 +473,10 @@ def decisions_of(info: dict[str, Any]) -> np.ndarray:
     return np.stack([info["ds"], info["placement"], info["model"]], axis=-1)
 
 
-def heldout_slots(env: EdgeCloudEnv, n: int, seed: int) -> dict[str, np.ndarray]:
-    """``n`` slots of uniformly random actions on ``env`` (reset with `seed`), as a context dict:
-    the held-out data on which the critic's per-user latency error is measured."""
+def random_slots(env: EdgeCloudEnv, n: int, seed: int) -> dict[str, np.ndarray]:
+    """``n`` slots of uniformly random actions on ``env`` (reset with `seed`, actions seeded by
+    it), as a context dict: the held-out data on which the critic's per-user latency error is
+    measured, and PEARL's contexts under ``random_context``."""
     spec = ActionSpec.from_env(env)
     buf = ContextBuffer(n, spec.obs_dim, (spec.n_users, len(spec.heads)))
     rng = np.random.default_rng(seed)
@@ -650,7 +649,7 @@ class _Trainer:
             p = self.profile
             n = p.heldout_slots + (p.eval_context if self.agent.encoder is not None else 0)
             self._heldout = {
-                name: heldout_slots(EdgeCloudEnv(condition=name, task_set=self.task_set,
+                name: random_slots(EdgeCloudEnv(condition=name, task_set=self.task_set,
                                                  config=p.env), n, HELDOUT_SEED)
                 for name in self.val_names}
         return self._heldout

@@ -33,7 +33,7 @@ from ecmeta_lib.training import (
     collect_context,
     critic_error,
     decisions_of,
-    heldout_slots,
+    random_slots,
     resolve_device,
     train,
 )
@@ -131,7 +131,7 @@ def test_log_latency_critic_regresses_each_users_latency(twin: bool) -> None:
     assert len(agent.critics) == (2 if twin else 1)
     agent.set_lr_horizon(600)
     buf, rng = _random_slots(env, 1500, 0), np.random.default_rng(0)
-    test = heldout_slots(EdgeCloudEnv(condition="T1", config=SMALL), 200, 7)
+    test = random_slots(EdgeCloudEnv(condition="T1", config=SMALL), 200, 7)
     before = critic_error(agent, test)
     for _ in range(600):
         agent.update([buf.sample(64, rng)], None, epoch=1, lambda1=1, lambda2=1)
@@ -232,7 +232,7 @@ def test_critic_error_is_logged_and_in_final(tmp_path) -> None:
 
 def test_heldout_slots_are_deterministic_and_the_trainer_never_trains_on_them() -> None:
     env = EdgeCloudEnv(condition="T1", config=TINY_ENV)
-    a, b = heldout_slots(env, 5, 11), heldout_slots(env, 5, 11)
+    a, b = random_slots(env, 5, 11), random_slots(env, 5, 11)
     assert all(np.array_equal(a[k], b[k], equal_nan=True) for k in a)
     run = _Trainer("sac_aisf_1", TINY, 0, None, 0, resolve_device("cpu"))  # type: ignore[arg-type]
     run.collect()

@@ -25,7 +25,7 @@ import torch
 from ecmeta_lib.agents import ActionSpec, DiscreteSACAgent
 from ecmeta_lib.conditions import make_task_set
 from ecmeta_lib.env import EdgeCloudEnv
-from ecmeta_lib.training import HELDOUT_SEED, critic_error, get_profile, heldout_slots
+from ecmeta_lib.training import HELDOUT_SEED, critic_error, get_profile, random_slots
 from ecmeta_lib.tuning import MIN_VALIDATION_TASK_SEED, apply_overrides, parse_overrides
 
 
@@ -35,8 +35,8 @@ def probe(overrides: dict, *, task_seed: int, condition: str, slots: int, steps:
     prof = apply_overrides(get_profile(profile), overrides)
     task_set = make_task_set(task_seed, prof.env.system, prof.env.conditions)
     env = EdgeCloudEnv(condition=condition, task_set=task_set, config=prof.env)
-    data = heldout_slots(env, slots, seed + 1)
-    held = heldout_slots(env, 100, HELDOUT_SEED)
+    data = random_slots(env, slots, seed + 1)
+    held = random_slots(env, 100, HELDOUT_SEED)
     agent = DiscreteSACAgent(ActionSpec.from_env(env), prof.agent_config("sac_aisf_1"), seed=seed)
     agent.set_lr_horizon(steps)
     rng = np.random.default_rng(seed)
