@@ -130,6 +130,9 @@ ABLATIONS: dict[str, Ablation] = {a.name: a for a in [
              "bootstrapped at gamma = 0)"),
     Ablation("lr_cosine", {"agent.lr_cosine": False},
              "a constant learning rate instead of the cosine decay over the run"),
+    Ablation("critic_lr", {"agent.critic_lr": None},
+             "one learning rate for actor, critic and encoder (the actor's) instead of a larger "
+             "one for the critic, a regressor with fixed targets under gamma = 0"),
     Ablation("unpooled", {"agent.pooled": True},
              "every user's networks also read the mean over users of features and actions "
              "instead of that user's inputs alone"),

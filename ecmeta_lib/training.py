@@ -36,19 +36,19 @@ Design choices (ours)
 ---------------------
 The ``paper`` profile keeps Table I and the paper's PEARL (flat 5 x 700 MLPs, a scalar reward, one
 global z, (s, a, r, s') contexts, soft Bellman targets). The ``quick`` profile switches on choices
-of ours, each a field of `SACConfig` or `Profile` with its reason in that field's docstring:
-the structured per-user networks, the per-user reward (each user's critic value regresses that
-user's latency), gamma = 0 (slots are i.i.d. and independent of the action, so the greedy action
-does not depend on gamma and the critic becomes a regressor with fixed targets), a joint
-categorical actor per user, a log-latency critic on log-scaled inputs with the accuracy
-requirement read as its z-score (``tau_zscore``), one critic instead of twins, a cosine
-learning-rate decay, a target entropy of 30 % of the maximum, per-user latents whose encoder
-reads the executed decisions and the log latency, context sizes sampled from
-1..N, the prior as a posterior factor, a small KL weight (1e-3: with the log-latency
-critic's small loss, beta = 0.1 collapsed z to the prior, per-user KL ~0.01 nats), random
-exploration of every option while collecting (``explore_fraction``), PEARL contexts collected
-with uniformly random actions (``random_context``) and meta-training on twin samples besides the
-six DTs (``twin_samples``).
+of ours, each a field of `SACConfig` or `Profile` with its reason in that field's docstring: the
+structured per-user networks, the per-user reward (each user's critic value regresses that user's
+latency), gamma = 0 (slots are i.i.d. and independent of the action, so the greedy action does not
+depend on gamma and the critic becomes a regressor with fixed targets), a joint categorical actor
+per user, a log-latency critic on log-scaled inputs with the accuracy requirement read as its
+z-score (``tau_zscore``), one critic instead of twins, a larger learning rate for the critic and
+encoder than for the actor (``critic_lr``), a cosine learning-rate decay, a target entropy of 30 %
+of the maximum, per-user latents whose encoder reads the executed decisions and the log latency,
+context sizes sampled from 1..N, the prior as a posterior factor, a small KL weight (1e-3: with the
+log-latency critic's small loss, beta = 0.1 collapsed z to the prior, per-user KL ~0.01 nats),
+random exploration of every option while collecting (``explore_fraction``), PEARL contexts
+collected with uniformly random actions (``random_context``) and meta-training on twin samples
+besides the six DTs (``twin_samples``).
 
 Evidence: settings are chosen on validation data only, with ``python -m ecmeta_lib tune`` on task
 seeds >= 100 (never on T1-T3 of a reported task seed); its CSVs are in ``docs/tuning/``. Each
@@ -234,7 +234,8 @@ PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke", description="seconds: CI tests and notebooks under CI",
         agent=SACConfig(arch="structured", hidden=32, n_layers=1, embed_dim=4, latent_dim=2,
-                        encoder_hidden=32, encoder_layers=1, lr=3e-3, temperature_lr=3e-3,
+                        encoder_hidden=32, encoder_layers=1, lr=3e-3, critic_lr=1e-2,
+                        temperature_lr=3e-3,
                         target_entropy=0.3, init_temperature=0.05, per_user_reward=True,
                         latent_per_user=True, posterior_prior_factor=True, pooled=False,
                         joint_actor=True, log_latency_critic=True, lr_cosine=True,
@@ -247,7 +248,8 @@ PROFILES: dict[str, Profile] = {
     "quick": Profile(
         name="quick", description="make reproduce default (run times: see the README)",
         agent=SACConfig(arch="structured", hidden=128, n_layers=2, embed_dim=16, latent_dim=8,
-                        encoder_hidden=64, encoder_layers=2, lr=3e-3, temperature_lr=3e-3,
+                        encoder_hidden=64, encoder_layers=2, lr=3e-3, critic_lr=1e-2,
+                        temperature_lr=3e-3,
                         tau=0.02, target_entropy=0.3, init_temperature=0.05, kl_weight=1e-3,
                         per_user_reward=True, latent_per_user=True,
                         posterior_prior_factor=True, pooled=False, joint_actor=True,

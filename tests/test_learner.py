@@ -159,6 +159,28 @@ def test_cosine_learning_rate_by_hand() -> None:
     assert int(agent.n_updates) == 11
 
 
+def test_critic_lr_drives_critics_and_encoder_under_the_same_schedule() -> None:
+    spec = _spec()
+    cfg = replace(JOINT, lr=1e-3, critic_lr=1e-2, lr_cosine=True, lr_final_factor=0.1,
+                  latent_dim=2, latent_per_user=True, encoder_decisions=True)
+    agent = DiscreteSACAgent(spec, cfg, seed=0)
+    # the encoder learns with the critic (it is trained through the critic's loss)
+    enc = {id(p) for p in agent.encoder.parameters()}
+    assert enc <= {id(p) for g in agent.critic_opt.param_groups for p in g["params"]}
+    assert agent.critic_opt.param_groups[0]["lr"] == pytest.approx(1e-2)
+    assert agent.actor_opt.param_groups[0]["lr"] == pytest.approx(1e-3)
+    agent.set_lr_horizon(4)
+    env = EdgeCloudEnv(condition="T1", config=SMALL)
+    slots = _random_slots(env, 8, 0)
+    batch, ctx = slots.recent(8), slots.recent(4)
+    for _ in range(5):
+        agent.update([batch], [ctx], 1, 1, 1)
+    assert agent.critic_opt.param_groups[0]["lr"] == pytest.approx(1e-3)
+    assert agent.actor_opt.param_groups[0]["lr"] == pytest.approx(1e-4)
+    # None keeps the paper's single learning rate
+    assert DiscreteSACAgent(spec, replace(JOINT, lr=2e-3), seed=0).critic_base_lr == 2e-3
+
+
 def test_encoder_reads_executed_decisions_and_refuses_missing_ones() -> None:
     env = EdgeCloudEnv(condition="T1", config=SMALL)
     cfg = replace(JOINT, latent_dim=2, latent_per_user=True, encoder_decisions=True,
@@ -188,7 +210,8 @@ def test_encoder_reads_executed_decisions_and_refuses_missing_ones() -> None:
                                                                  log_latency_critic=False),
                                  dict(tau_zscore=True, arch="flat", per_user_reward=False,
                                       joint_actor=False, log_latency_critic=False),
-                                 dict(tau_zscore=1)])
+                                 dict(tau_zscore=1), dict(critic_lr=0.0),
+                                 dict(critic_lr=float("nan")), dict(critic_lr=True)])
 def test_learner_flags_refuse_invalid_combinations(bad) -> None:
     with pytest.raises(ValueError):
         replace(JOINT, **bad)

@@ -87,6 +87,10 @@ class SACConfig:
     """beta of eq. (29) (paper: 0.1)."""
     lr: float = 3e-4
     """AdamW learning rate of actor, critics and encoder (paper: 3e-5)."""
+    critic_lr: float | None = None
+    """AdamW learning rate of the critics and the encoder; None = ``lr`` (paper: one rate).
+    Ours: under gamma = 0 the critic is a regressor with fixed targets and tolerates a larger
+    step than the actor, which follows it."""
     temperature_lr: float = 3e-4
     """AdamW learning rate of log xi (ours; the paper gives one learning rate)."""
     weight_decay: float = 0.0
@@ -189,6 +193,10 @@ class SACConfig:
             raise ValueError("random_context needs a context encoder (latent_dim >= 1)")
         if self.encoder_decisions and not self.latent_per_user:
             raise ValueError("encoder_decisions needs latent_per_user=True (per-user encoder)")
+        c = self.critic_lr
+        if c is not None and not (isinstance(c, (int, float)) and not isinstance(c, bool)
+                                  and math.isfinite(c) and c > 0):
+            raise ValueError(f"critic_lr must be None or a positive finite number, got {c!r}")
         if not 0.0 < self.lr_final_factor <= 1.0:
             raise ValueError(f"lr_final_factor must be in (0, 1], got {self.lr_final_factor!r}")
         if not 0.0 < self.tau <= 1.0:
@@ -266,18 +274,24 @@ class DiscreteSACAgent(nn.Module):
         else:
             self.target_entropy = float(cfg.target_entropy) * spec.max_entropy
         self.to(self.device)
-        opt = dict(lr=cfg.lr, weight_decay=cfg.weight_decay)
         critic_params = [p for c in self.critics for p in c.parameters()]
         if self.encoder is not None:
             critic_params += list(self.encoder.parameters())
-        self.actor_opt = torch.optim.AdamW(self.actor.parameters(), **opt)
-        self.critic_opt = torch.optim.AdamW(critic_params, **opt)
+        self.actor_opt = torch.optim.AdamW(self.actor.parameters(), lr=cfg.lr,
+                                           weight_decay=cfg.weight_decay)
+        self.critic_opt = torch.optim.AdamW(critic_params, lr=self.critic_base_lr,
+                                            weight_decay=cfg.weight_decay)
         self.temperature_opt = torch.optim.AdamW([self.log_temperature], lr=cfg.temperature_lr,
                                                  weight_decay=0.0)
         self.generator = torch.Generator().manual_seed(int(seed) + 1)
         # gradient steps taken (checkpointed with the weights): drives the cosine schedule
         self.register_buffer("n_updates", torch.zeros((), dtype=torch.long))
         self.lr_horizon = 0
+
+    @property
+    def critic_base_lr(self) -> float:
+        """Learning rate of the critics and the encoder before any schedule."""
+        return self.cfg.lr if self.cfg.critic_lr is None else float(self.cfg.critic_lr)
 
     def set_lr_horizon(self, n_updates: int) -> None:
         """Number of updates over which ``lr_cosine`` decays the learning rates."""
@@ -288,11 +302,11 @@ class DiscreteSACAgent(nn.Module):
         if not cfg.lr_cosine or self.lr_horizon <= 0:
             return
         frac = min(float(self.n_updates) / self.lr_horizon, 1.0)
-        lr = cfg.lr * (cfg.lr_final_factor
-                       + (1 - cfg.lr_final_factor) * 0.5 * (1 + math.cos(math.pi * frac)))
-        for opt in (self.actor_opt, self.critic_opt):
+        cosine = 0.5 * (1 + math.cos(math.pi * frac))
+        factor = cfg.lr_final_factor + (1 - cfg.lr_final_factor) * cosine
+        for opt, base in ((self.actor_opt, cfg.lr), (self.critic_opt, self.critic_base_lr)):
             for group in opt.param_groups:
-                group["lr"] = lr
+                group["lr"] = base * factor
 
     # --- helpers -------------------------------------------------------------------------
     @property
