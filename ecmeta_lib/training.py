@@ -818,7 +818,8 @@ CURVE_COLUMNS = ["method", "seed", "env_steps", "iteration", "condition", "mean_
 
 
 def load_agent(run_dir: str | os.PathLike, *, device: str = "cpu") -> DiscreteSACAgent:
-    """The best agent a finished run saved in ``run_dir/agent.pt``."""
+    """The best agent a finished run saved in ``run_dir/agent.pt`` (its ``method`` and the run's
+    ``profile`` attached)."""
     path = Path(run_dir) / BEST_AGENT
     if not path.is_file():
         raise CheckpointError(f"no trained agent at {path} (has the run finished?)")
@@ -835,6 +836,7 @@ def load_agent(run_dir: str | os.PathLike, *, device: str = "cpu") -> DiscreteSA
     except Exception as exc:  # noqa: BLE001
         raise CheckpointError(f"agent file {path} is corrupt or unreadable: {exc}") from exc
     agent.method = state["method"]  # type: ignore[attr-defined]
+    agent.profile = state.get("profile")  # type: ignore[attr-defined]  # the run's own system
     return agent
 
 

@@ -75,6 +75,7 @@ def test_smoke_pearl_beats_random_and_writes_outputs(tmp_path) -> None:
                    with_oracle=False).summary["mean_latency_s"]
     assert final.mean_latency_s.iloc[0] < rnd
     agent = load_agent(tmp_path)
+    assert agent.method == "pearl" and agent.profile == prof
     ad = adaptation_curve(agent, "T1", n_context=(0, 2, 5), eval_slots=4, seed=0)
     assert list(ad.n_context) == [0, 2, 5] and np.isfinite(ad.mean_latency_s).all()
     # per-user latents (smoke default): the posterior is (U, L) and narrows with the context

@@ -33,7 +33,8 @@ from ecmeta_lib.training import CONTEXT_SEED, collect_context, load_agent
 def choice_regret(run_dir: str, condition: str, task_seed: int, *, slots: int = 40,
                   context: int = 20, seed: int = 123) -> dict[str, float]:
     agent = load_agent(run_dir)
-    cfg = EnvConfig()
+    # the run's own system (a test may shrink it), not the default one
+    cfg = agent.profile.env if agent.profile is not None else EnvConfig()
     task_set = make_task_set(task_seed, cfg.system, cfg.conditions)
     env = EdgeCloudEnv(condition=condition, task_set=task_set, config=cfg)
     z = None
