@@ -86,7 +86,8 @@ class SACConfig:
     kl_weight: float = 0.1
     """beta of eq. (29) (paper: 0.1)."""
     lr: float = 3e-4
-    """AdamW learning rate of actor, critics and encoder (paper: 3e-5)."""
+    """AdamW learning rate of the actor, and of the critics and encoder unless ``critic_lr`` is
+    set (paper: 3e-5)."""
     critic_lr: float | None = None
     """AdamW learning rate of the critics and the encoder; None = ``lr`` (paper: one rate).
     Ours: under gamma = 0 the critic is a regressor with fixed targets and tolerates a larger
