@@ -8,6 +8,9 @@ otherwise (``joint_actor`` and ``log_latency_critic`` need ``per_user_reward`` a
 the per-user options need ``arch='structured'``). Everything else stays at the base profile's
 value, so an ablation measures one choice against the default.
 
+A choice that validation switched off in a profile is kept in the registry as its reverse
+(``context_size_sampling_on``), so the study still measures it against the default.
+
 The registry adapts to the base profile: an ablation whose switch is already off there (e.g.
 ``log_inputs`` when the profile does not use log inputs) is *inactive* - `variant` refuses it and
 `active` leaves it out - instead of rerunning the default under another name.
@@ -89,6 +92,11 @@ ABLATIONS: dict[str, Ablation] = {a.name: a for a in [
     Ablation("context_size_sampling", {"context_size_sampling": False},
              "every meta-training context holds context_size transitions instead of "
              "U{1..context_size}", pearl_only=True),
+    Ablation("context_size_sampling_on", {"context_size_sampling": True},
+             "meta-training contexts of U{1..context_size} transitions (issue 9's proposal, "
+             "switched off in the quick profile on validation) instead of always context_size; "
+             "the reverse of context_size_sampling, for profiles that have it off",
+             pearl_only=True),
     Ablation("structured_networks", {"agent.arch": "flat"},
              "flat MLPs over the whole system's vectors (the paper's networks, at the profile's "
              "width) instead of one network shared by the users; every per-user option needs "

@@ -412,6 +412,22 @@ def ablation_table(profile: str, ablations: str | Sequence[str] = "all",
     return spec_table(specs, results_root=results_root, ablation_column=True)
 
 
+def complete_ablation_rows(table: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
+    """The rows of an `ablation_table` that can be reported, and the (ablation, method) pairs
+    that cannot yet.
+
+    A pair is complete when every seed of it and every seed of the default's runs of the same
+    method are done; the default's rows are kept for the methods of the complete pairs. A study
+    run for one method (``ablate --methods pearl``) thus reports that method's column."""
+    done = table.groupby(["ablation", "method"], sort=False).done.all()
+    default = ablation_registry.DEFAULT
+    pairs = [k for k in done.index if k[0] != default]
+    ok = [(a, m) for a, m in pairs if done[(a, m)] and done.get((default, m), False)]
+    keep = set(ok) | {(default, m) for _, m in ok}
+    mask = [(a, m) in keep for a, m in zip(table.ablation, table.method, strict=True)]
+    return table[mask], [k for k in pairs if k not in set(ok)]
+
+
 def finished_table(profile: str, methods: Sequence[str], seeds: Sequence[int], *,
                    results_root: Path | str = DEFAULT_RESULTS) -> pd.DataFrame:
     """`run_table` of runs that must already exist (the notebooks that only read results):

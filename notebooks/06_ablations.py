@@ -34,7 +34,9 @@
 #
 # A switch that depends on another (the joint actor needs per-user rewards and gamma = 0, a
 # single critic needs the joint actor, the per-user options need structured networks, ...)
-# takes its dependants with it; the table below says which. The registry lives in
+# takes its dependants with it; the table below says which. A choice that validation switched
+# off in the profile (context-size sampling) is measured the other way round, switched back on
+# (`context_size_sampling_on`). The registry lives in
 # `ecmeta_lib/ablations.py`; `python -m ecmeta_lib ablate` runs the same study from the command
 # line. This notebook trains what is missing (cached: a rerun recomputes nothing).
 
@@ -97,16 +99,17 @@ table = runner.ablation_table(profile, names, methods, seeds, task_seed=task_see
 if train_missing:
     table = runner.run_ablations(profile, names, methods, seeds, task_seed=task_seed,
                                  workers=workers, results_root=results)
-# an ablation is shown once all its runs and the default's (same methods, seeds) are done
-default_done = bool(table[table.ablation == ablation_registry.DEFAULT].done.all())
-complete = [a for a in names if default_done and table[table.ablation == a].done.all()]
-missing = [a for a in names if a not in complete]
+# an (ablation, method) is shown once all its seeds and the default's (same method) are done,
+# so a study run for PEARL alone still shows PEARL's column
+shown, missing_pairs = runner.complete_ablation_rows(table)
+complete = [a for a in names if a in set(shown.ablation)]
+missing = [a for a in names if any(m[0] == a for m in missing_pairs)]
 ready = bool(complete)
-shown = table[table.ablation.isin([ablation_registry.DEFAULT, *complete])]
-if missing:  # never train silently: say what is missing and how to make it
+if missing_pairs:  # never train silently: say what is missing and how to make it
     display(Markdown(
-        f"**{len(missing)} of {len(names)} ablations are not complete in `{results}`** "
-        f"({', '.join(missing)}; {(~table.done).sum()} runs), so they are not shown below"
+        f"**{len(missing_pairs)} (ablation, method) pairs are not complete in `{results}`** "
+        f"({', '.join(f'{a} ({m})' for a, m in missing_pairs)}; {(~table.done).sum()} runs), "
+        "so they are not shown below"
         + (f"; shown: {', '.join(complete)}" if complete else "") + ". Produce them (hours "
         "at the quick size on 2 cores; cached and resumable) with\n\n"
         f"    python -m ecmeta_lib ablate --profile {profile} --ablations {' '.join(missing)} "

@@ -42,6 +42,18 @@ def test_every_active_ablation_is_valid_and_changes_only_its_fields(profile: str
         assert ab.what and "\n" not in ab.what
 
 
+def test_a_choice_switched_off_by_validation_is_ablated_in_reverse() -> None:
+    """Exactly one of context_size_sampling / _on is active, whichever way a profile sets it."""
+    for prof in (get_profile("smoke"), get_profile("quick")):
+        names = set(ablations.active(prof))
+        on = prof.context_size_sampling
+        assert ("context_size_sampling" in names, "context_size_sampling_on" in names) == (
+            on, not on)
+    quick = get_profile("quick")
+    assert not quick.context_size_sampling  # chosen on validation task seeds 102 and 103
+    assert ablations.variant(quick, "context_size_sampling_on").context_size_sampling
+
+
 def test_inactive_ablations_are_refused_and_left_out() -> None:
     quick = get_profile("quick")
     off = replace(quick, agent=replace(quick.agent, lr_cosine=False))
@@ -151,3 +163,24 @@ def test_tiny_ablation_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
                                                                "06_ablations.png"}
     assert main(["ablate", "--profile", TINY.name, "--ablations", "nope", "--methods", "pearl",
                  "--results", str(tmp_path)]) == 2
+
+
+def test_complete_rows_are_per_ablation_and_method() -> None:
+    """A study run for PEARL alone reports PEARL's column; a pair missing a seed, or whose
+    default is missing for that method, is named as missing and not reported."""
+    d = ablations.DEFAULT
+    rows = [(d, "pearl", s, True) for s in (0, 1)] + [(d, "sac_aisf_1", s, True) for s in (0, 1)]
+    rows += [("a", "pearl", s, True) for s in (0, 1)]           # complete
+    rows += [("a", "sac_aisf_1", 0, True), ("a", "sac_aisf_1", 1, False)]  # a seed missing
+    rows += [("b", "pearl", 0, True), ("b", "pearl", 1, True)]  # complete
+    table = pd.DataFrame(rows, columns=["ablation", "method", "seed", "done"])
+    shown, missing = runner.complete_ablation_rows(table)
+    assert missing == [("a", "sac_aisf_1")]
+    assert set(zip(shown.ablation, shown.method, strict=True)) == {(d, "pearl"), ("a", "pearl"),
+                                                      ("b", "pearl")}
+    assert len(shown) == 6
+    no_default = table.copy()
+    no_default.loc[(table.ablation == d) & (table.method == "pearl") & (table.seed == 1),
+                   "done"] = False
+    shown, missing = runner.complete_ablation_rows(no_default)
+    assert shown.empty and set(missing) == {("a", "pearl"), ("a", "sac_aisf_1"), ("b", "pearl")}
