@@ -422,10 +422,10 @@ def complete_ablation_rows(table: pd.DataFrame) -> tuple[pd.DataFrame, list[tupl
     done = table.groupby(["ablation", "method"], sort=False).done.all()
     default = ablation_registry.DEFAULT
     pairs = [k for k in done.index if k[0] != default]
-    ok = [(a, m) for a, m in pairs if done[(a, m)] and done.get((default, m), False)]
-    keep = set(ok) | {(default, m) for _, m in ok}
+    ok = {(a, m) for a, m in pairs if done[(a, m)] and done.get((default, m), False)}
+    keep = ok | {(default, m) for _, m in ok}
     mask = [(a, m) in keep for a, m in zip(table.ablation, table.method, strict=True)]
-    return table[mask], [k for k in pairs if k not in set(ok)]
+    return table[mask], [k for k in pairs if k not in ok]
 
 
 def finished_table(profile: str, methods: Sequence[str], seeds: Sequence[int], *,

@@ -103,7 +103,7 @@ if train_missing:
 # so a study run for PEARL alone still shows PEARL's column
 shown, missing_pairs = runner.complete_ablation_rows(table)
 complete = [a for a in names if a in set(shown.ablation)]
-missing = [a for a in names if any(m[0] == a for m in missing_pairs)]
+missing = list(dict.fromkeys(a for a, _ in missing_pairs))
 ready = bool(complete)
 if missing_pairs:  # never train silently: say what is missing and how to make it
     display(Markdown(
