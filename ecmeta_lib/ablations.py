@@ -73,7 +73,7 @@ class Ablation:
 
 
 _SCALAR_CRITIC = {"agent.joint_actor": False, "agent.log_latency_critic": False,
-                  "agent.twin_critics": True}
+                  "agent.twin_critics": True, "agent.greedy_critic": False}
 
 ABLATIONS: dict[str, Ablation] = {a.name: a for a in [
     Ablation("per_user_reward", {"agent.per_user_reward": False},
@@ -105,7 +105,7 @@ ABLATIONS: dict[str, Ablation] = {a.name: a for a in [
                       "agent.joint_actor": False, "agent.log_latency_critic": False,
                       "agent.encoder_decisions": False, "agent.log_inputs": False,
                       "agent.tau_zscore": False, "agent.pooled": True,
-                      "agent.twin_critics": True}),
+                      "agent.twin_critics": True, "agent.greedy_critic": False}),
     Ablation("kl_weight", {"agent.kl_weight": 0.1},
              "the paper's KL weight beta = 0.1 instead of the profile's smaller one, which keeps "
              "the per-user posteriors from collapsing to the prior", pearl_only=True),
@@ -124,8 +124,9 @@ ABLATIONS: dict[str, Ablation] = {a.name: a for a in [
              "multiplied in", pearl_only=True),
     Ablation("joint_actor", {"agent.joint_actor": False},
              "three independent heads (DS, TA, MS) per user instead of one categorical over the "
-             "joint actions; a single critic needs the joint actor, so the twin critics return",
-             coupled={"agent.twin_critics": True}),
+             "joint actions; a single critic and acting on the critic need the joint actor, so "
+             "the twin critics and the actor's mode return",
+             coupled={"agent.twin_critics": True, "agent.greedy_critic": False}),
     Ablation("log_latency_critic", {"agent.log_latency_critic": False},
              "the per-user critic regresses the scaled latency itself instead of its log"),
     Ablation("log_inputs", {"agent.log_inputs": False},
@@ -143,7 +144,12 @@ ABLATIONS: dict[str, Ablation] = {a.name: a for a in [
              "one for the critic, a regressor with fixed targets under gamma = 0"),
     Ablation("unpooled", {"agent.pooled": True},
              "every user's networks also read the mean over users of features and actions "
-             "instead of that user's inputs alone"),
+             "instead of that user's inputs alone; the critic's values then need the slot's "
+             "actions, so acting greedily goes back to the actor's mode",
+             coupled={"agent.greedy_critic": False}),
+    Ablation("greedy_critic", {"agent.greedy_critic": False},
+             "acting greedily (evaluation, adaptation, validation) takes the actor's mode "
+             "instead of each user's least-latency joint action under its critic"),
     Ablation("explore_fraction", {"explore_fraction": 0.0},
              "SAC's own sampling only while collecting, instead of each user acting uniformly at "
              "random with the profile's probability (coverage of every option for the critic)"),

@@ -108,6 +108,31 @@ def test_joint_actor_acts_in_range_and_greedy_is_deterministic() -> None:
     assert len(draws) > 1 and all(env.action_space.contains(np.array(d)) for d in draws)
 
 
+@pytest.mark.parametrize("twin", [False, True])
+def test_greedy_critic_acts_on_each_users_least_predicted_latency(twin: bool) -> None:
+    """With ``greedy_critic`` the greedy action is every user's argmin of its (pessimistic)
+    critic latency, computed here by hand from the critics' raw outputs; exploration still
+    samples the actor, the same draws as without the switch."""
+    env = EdgeCloudEnv(condition="T1", config=SMALL)
+    spec = ActionSpec.from_env(env)
+    cfg = replace(JOINT, twin_critics=twin)
+    agent = DiscreteSACAgent(spec, replace(cfg, greedy_critic=True), seed=0)
+    plain = DiscreteSACAgent(spec, cfg, seed=0)
+    obs, _ = env.reset(seed=3)
+    with torch.no_grad():
+        o = torch.as_tensor(obs, dtype=torch.float32).reshape(1, -1)
+        log_lat = torch.stack([c.values(o, None, None)[0] for c in agent.critics])
+        best = log_lat.max(0).values.argmin(-1)  # the pessimistic twin: the larger latency
+        mode = agent.actor(o, None)[0].argmax(-1)
+    act = agent.act(obs, greedy=True)
+    assert np.array_equal(act, split_joint_index(best, spec).numpy().ravel())
+    assert np.array_equal(plain.act(obs, greedy=True),
+                          split_joint_index(mode, spec).numpy().ravel())
+    assert env.action_space.contains(act)
+    for _ in range(5):
+        assert np.array_equal(agent.act(obs, greedy=False), plain.act(obs, greedy=False))
+
+
 def _random_slots(env: EdgeCloudEnv, n: int, seed: int) -> ReplayBuffer:
     spec = ActionSpec.from_env(env)
     buf = ReplayBuffer(n, spec.obs_dim, (spec.n_users, 3))
@@ -211,7 +236,11 @@ def test_encoder_reads_executed_decisions_and_refuses_missing_ones() -> None:
                                  dict(tau_zscore=True, arch="flat", per_user_reward=False,
                                       joint_actor=False, log_latency_critic=False),
                                  dict(tau_zscore=1), dict(critic_lr=0.0),
-                                 dict(critic_lr=float("nan")), dict(critic_lr=True)])
+                                 dict(critic_lr=float("nan")), dict(critic_lr=True),
+                                 dict(greedy_critic=True, pooled=True),
+                                 dict(greedy_critic=True, joint_actor=False,
+                                      log_latency_critic=False),
+                                 dict(greedy_critic=1)])
 def test_learner_flags_refuse_invalid_combinations(bad) -> None:
     with pytest.raises(ValueError):
         replace(JOINT, **bad)

@@ -13,6 +13,7 @@ Capacity is ignored, so the regrets are against a bound no policy reaches; compa
 agents and conditions, not with the gaps to the oracle.
 
     python tools/choice_regret.py results/quick/pearl-s0-<hash> --condition T1 --task-seed 0
+    python tools/choice_regret.py <pearl run> --condition T1 G1 --task-seed 102 --context 0 20 100
 """
 
 from __future__ import annotations
@@ -73,12 +74,16 @@ def main() -> None:
     ap.add_argument("--condition", nargs="+", default=["T1"])
     ap.add_argument("--task-seed", type=int, default=0)
     ap.add_argument("--slots", type=int, default=40)
+    ap.add_argument("--context", type=int, nargs="+", default=[20],
+                    help="PEARL: context sizes n to infer z from (a larger n separates what the "
+                         "encoder cannot infer from what the critic cannot fit)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     for run in args.run_dirs:
-        for cond in args.condition:
-            r = choice_regret(run, cond, args.task_seed, slots=args.slots)
-            print(f"{run} {cond}: critic RMSE over all options {1000 * r['critic_rmse_s']:.1f} ms, "
+        for cond, n in ((c, n) for c in args.condition for n in args.context):
+            r = choice_regret(run, cond, args.task_seed, slots=args.slots, context=n)
+            print(f"{run} {cond} n={n}: critic RMSE over all options "
+                  f"{1000 * r['critic_rmse_s']:.1f} ms, "
                   f"regret (capacity ignored) critic-argmin {r['critic_argmin_regret_pct']:.1f} %, "
                   f"actor {r['actor_regret_pct']:.1f} %")
 

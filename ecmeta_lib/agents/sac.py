@@ -153,6 +153,12 @@ class SACConfig:
     """PEARL: context transitions (the encoder's training contexts and the n slots of adaptation)
     are collected with uniformly random actions, an exploration policy (ours); off: posterior
     sampling, whose contexts show mostly the options the policy already prefers."""
+    greedy_critic: bool = False
+    """Acting greedily (evaluation, adaptation, validation), each user takes the joint action of
+    least latency under its critic instead of the actor's mode (ours; ``joint_actor`` only).
+    Under gamma = 0 the actor is an amortised argmin of the critic that lags it (updated every
+    lambda2 epochs at a smaller rate); the argmin over the 45 values of one critic pass is exact
+    and cheaper. Exploration while collecting still samples the actor. Needs ``pooled=False``."""
 
     def __post_init__(self) -> None:
         if self.arch not in ("flat", "structured"):
@@ -174,7 +180,7 @@ class SACConfig:
         for name in ("per_user_reward", "latent_per_user", "posterior_prior_factor", "pooled",
                      "joint_actor", "log_latency_critic", "lr_cosine", "encoder_decisions",
                      "log_inputs", "twin_critics", "user_embedding", "random_context",
-                     "tau_zscore"):
+                     "tau_zscore", "greedy_critic"):
             v = getattr(self, name)
             if not isinstance(v, bool):
                 raise ValueError(f"{name} must be a bool, got {v!r}")
@@ -188,6 +194,9 @@ class SACConfig:
             raise ValueError("joint_actor needs gamma=0 and per_user_reward=True")
         if self.log_latency_critic and (not self.per_user_reward or self.gamma > 0):
             raise ValueError("log_latency_critic needs per_user_reward=True and gamma=0")
+        if self.greedy_critic and (not self.joint_actor or self.pooled):
+            raise ValueError("greedy_critic needs joint_actor=True and pooled=False (per-user "
+                             "critics of every joint action that read no other user's action)")
         if not self.twin_critics and not self.joint_actor:
             raise ValueError("twin_critics=False needs joint_actor=True (gamma = 0 updates)")
         if self.random_context and self.latent_dim == 0:
@@ -367,6 +376,9 @@ class DiscreteSACAgent(nn.Module):
         """Flat int64 action [DS, TA, MS] * U: argmax per head, or a sample (exploration)."""
         o = self._t(obs).reshape(1, -1)
         zz = None if z is None else z.reshape(1, *z.shape)
+        if greedy and self.cfg.greedy_critic:
+            idx = self.joint_values(o, zz)[0].argmax(dim=-1)
+            return split_joint_index(idx, self.spec).cpu().numpy().astype(np.int64).ravel()
         logits = self.actor(o, zz)[0]
         if self.cfg.joint_actor:
             if not greedy:
@@ -489,6 +501,16 @@ class DiscreteSACAgent(nn.Module):
             return -self.cfg.reward_scale * raw.exp()
         return raw
 
+    def joint_values(self, obs: torch.Tensor, z: torch.Tensor | None,
+                     action: torch.Tensor | None = None) -> torch.Tensor:
+        """Every user's value (reward units) of each of its joint actions, (B, U, prod(heads)):
+        the pessimistic twin's, as the actor loss uses; ``action`` (one-hots) only feeds the
+        pooled load features."""
+        q = self.user_values(self.critics[0].values(obs, action, z))
+        for c in self.critics[1:]:
+            q = torch.min(q, self.user_values(c.values(obs, action, z)))
+        return q
+
     def predicted_latency(self, obs: torch.Tensor, action: torch.Tensor,
                           z: torch.Tensor | None) -> torch.Tensor:
         """The critics' per-user latency (s) of the taken actions, (B, U): the mean of the twins
@@ -526,7 +548,7 @@ class DiscreteSACAgent(nn.Module):
         preds = [r.gather(-1, idx).squeeze(-1) for r in raws]
         critic_loss = _finite("critic loss", sum(((p - y) ** 2).mean() for p in preds))
         q_all = self.user_values(raws[0].detach())
-        for r in raws[1:]:  # twin critics: the pessimistic one
+        for r in raws[1:]:  # twin critics: the pessimistic one (as `joint_values`)
             q_all = torch.min(q_all, self.user_values(r.detach()))
         total = critic_loss
         diag = {"critic_loss": float(critic_loss.detach()),
