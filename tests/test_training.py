@@ -107,7 +107,8 @@ def _kill_at(n: int):
 TINY_GLOBAL = replace(TINY, name="tiny_global",
                       agent=replace(TINY.agent, per_user_reward=False, latent_per_user=False,
                                     joint_actor=False, log_latency_critic=False,
-                                    encoder_decisions=False, pooled=True, twin_critics=True))
+                                    encoder_decisions=False, pooled=True, twin_critics=True,
+                                    greedy_critic=False))
 
 
 @pytest.mark.parametrize(("method", "profile"), [("pearl", TINY), ("sac_t_m", TINY),
