@@ -51,7 +51,7 @@ ablations = "all"  # or a list of names from the table below
 workers = 2
 results_dir = None  # None: <repo>/results
 ci_subset = True  # on the smoke profile (CI): 2 seeds, PEARL only
-train_missing = None  # None: train missing runs on smoke only (quick: ~80 runs, hours on 2 cores)
+train_missing = None  # None: train missing runs on smoke only (quick: ~120 runs, hours on 2 cores)
 
 # %%
 import torch
