@@ -288,11 +288,11 @@ class DiscreteSACAgent(nn.Module):
         if self.encoder is not None:
             critic_params += list(self.encoder.parameters())
         self.actor_opt = torch.optim.AdamW(self.actor.parameters(), lr=cfg.lr,
-                                           weight_decay=cfg.weight_decay)
+                                           weight_decay=cfg.weight_decay, foreach=True)
         self.critic_opt = torch.optim.AdamW(critic_params, lr=self.critic_base_lr,
-                                            weight_decay=cfg.weight_decay)
+                                            weight_decay=cfg.weight_decay, foreach=True)
         self.temperature_opt = torch.optim.AdamW([self.log_temperature], lr=cfg.temperature_lr,
-                                                 weight_decay=0.0)
+                                                 weight_decay=0.0, foreach=True)
         self.generator = torch.Generator().manual_seed(int(seed) + 1)
         # gradient steps taken (checkpointed with the weights): drives the cosine schedule
         self.register_buffer("n_updates", torch.zeros((), dtype=torch.long))
