@@ -49,8 +49,9 @@ and 1e-5: with the log-latency critic's small loss, beta = 0.1 collapses z to th
 random exploration of every option while collecting (``explore_fraction``), PEARL contexts
 collected with uniformly random actions (``random_context``), meta-training on twin samples
 besides the six DTs (``twin_samples``) and acting on the critic's per-user argmin instead of the
-actor's mode (``greedy_critic``). Context sizes sampled from 1..N (``context_size_sampling``) are
-switched off: validation preferred full contexts.
+actor's mode (``greedy_critic``; SAC_DT keeps its actor's mode, ``actor_mode_methods``, a
+per-method setting chosen on SAC_DT's own validation runs). Context sizes sampled from 1..N
+(``context_size_sampling``) are switched off: validation preferred full contexts.
 
 Evidence: settings are chosen on validation data only, with ``python -m ecmeta_lib tune`` on task
 seeds >= 100 (never on T1-T3 of a reported task seed); its CSVs are in ``docs/tuning/``. Each
@@ -188,6 +189,12 @@ class Profile:
     draws from its prior over conditions (`conditions.with_twin_samples`, domain randomisation);
     the slots collected per iteration stay those of the six DTs, spread over all conditions.
     Validation and the critic's held-out error stay on the six DTs. 0 = the DTs only (paper)."""
+    actor_mode_methods: tuple[str, ...] = ()
+    """Methods whose greedy policy takes the actor's mode although ``agent.greedy_critic`` is on
+    (a per-method setting, chosen for each listed method by ``python -m ecmeta_lib tune`` on
+    validation task seeds). Training is unchanged; only acting greedily (validation, early
+    stopping, final scores) is. It enters `config_hash` only for the listed methods, so listing
+    one leaves every other run's key and cache as they were."""
     heldout_slots: int = 20
     """Random-action slots per training condition on which the critic's per-user latency error
     (``critic_rmse_s``) is measured; never trained on."""
@@ -222,13 +229,21 @@ class Profile:
                              "fill the context buffer)")
         if self.agent.latent_dim < 1:
             raise ValueError("profile.agent.latent_dim is PEARL's latent size and must be >= 1")
+        if not isinstance(self.actor_mode_methods, tuple) or any(
+                m not in METHODS for m in self.actor_mode_methods):
+            raise ValueError(f"actor_mode_methods must be a tuple of methods out of {METHODS}, "
+                             f"got {self.actor_mode_methods!r}")
 
     def agent_config(self, method: str) -> SACConfig:
         """The agent config of `method`: the SAC baselines have no encoder, hence no z_u, so
-        their learned per-user embedding is their only way to tell users apart (kept on)."""
-        if method == "pearl":
-            return self.agent
-        return replace(self.agent, latent_dim=0, user_embedding=True, random_context=False)
+        their learned per-user embedding is their only way to tell users apart (kept on); a
+        method of ``actor_mode_methods`` acts on its actor's mode."""
+        cfg = self.agent
+        if method != "pearl":
+            cfg = replace(cfg, latent_dim=0, user_embedding=True, random_context=False)
+        if method in self.actor_mode_methods:
+            cfg = replace(cfg, greedy_critic=False)
+        return cfg
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -249,7 +264,7 @@ PROFILES: dict[str, Profile] = {
         lambda1=1, lambda2=1, batch_size=32, buffer_capacity=200, context_size=8,
         context_capacity=40, eval_every=5, eval_slots=4, val_slots=4, eval_context=4,
         final_slots=4, checkpoint_every=2, context_size_sampling=True, heldout_slots=4,
-        explore_fraction=0.5, context_steps=4, twin_samples=2),
+        explore_fraction=0.5, context_steps=4, twin_samples=2, actor_mode_methods=("sac_dt",)),
     "quick": Profile(
         name="quick", description="make reproduce default (run times: see the README)",
         agent=SACConfig(arch="structured", hidden=128, n_layers=2, embed_dim=16, latent_dim=8,
@@ -265,7 +280,7 @@ PROFILES: dict[str, Profile] = {
         lambda1=4, lambda2=4, batch_size=32, buffer_capacity=4000, context_size=32,
         context_capacity=200, eval_every=10, eval_slots=20, val_slots=20, eval_context=20,
         final_slots=100, checkpoint_every=25, context_size_sampling=False,
-        explore_fraction=0.5, context_steps=10, twin_samples=24),
+        explore_fraction=0.5, context_steps=10, twin_samples=24, actor_mode_methods=("sac_dt",)),
     "paper": Profile(
         name="paper", description="Table I: AdamW 3e-5, batch 256, 5 x 700, lambda 10/40, "
                                   "T_train 40, beta 0.1, K' 2",
@@ -405,8 +420,14 @@ def make_policy(agent: DiscreteSACAgent, method: str, n_context: int) -> AgentPo
 # checkpoints
 # ============================================================================================
 def config_hash(method: str, profile: Profile, seed: int, task_seed: int) -> str:
-    payload = {"method": method, "profile": profile.to_dict(), "seed": seed,
-               "task_seed": task_seed, "version": CHECKPOINT_VERSION}
+    """The run's key: its method, profile, seeds and the checkpoint version. A per-method field
+    enters only the keys of the methods it changes (adding it keeps every other run's cache)."""
+    prof = profile.to_dict()
+    actor_mode = prof.pop("actor_mode_methods")
+    payload = {"method": method, "profile": prof, "seed": seed, "task_seed": task_seed,
+               "version": CHECKPOINT_VERSION}
+    if method in actor_mode:
+        payload["actor_mode"] = True
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -59,6 +59,25 @@ def test_methods_and_their_training_conditions() -> None:
         training_conditions("sac_aisf_4")
 
 
+def test_actor_mode_methods_is_per_method_and_keys_only_those_runs() -> None:
+    from ecmeta_lib.training import config_hash
+
+    base = PROFILES["smoke"]
+    assert base.agent.greedy_critic
+    prof = replace(base, actor_mode_methods=("sac_dt",))
+    assert not prof.agent_config("sac_dt").greedy_critic
+    assert prof.agent_config("sac_t_m").greedy_critic and prof.agent_config("pearl").greedy_critic
+    assert prof.agent_config("sac_dt") == replace(base.agent_config("sac_dt"), greedy_critic=False)
+    # the other methods keep their run keys (and their cached runs); the listed one gets a new key
+    for method in ("pearl", "sac_t_m", "sac_aisf_1"):
+        assert config_hash(method, prof, 0, 0) == config_hash(method, base, 0, 0)
+    assert config_hash("sac_dt", prof, 0, 0) != config_hash("sac_dt", base, 0, 0)
+    with pytest.raises(ValueError, match="actor_mode_methods"):
+        replace(base, actor_mode_methods=("sac_xx",))
+    with pytest.raises(ValueError, match="actor_mode_methods"):
+        replace(base, actor_mode_methods="sac_dt")
+
+
 def test_smoke_pearl_beats_random_and_writes_outputs(tmp_path) -> None:
     res = train("pearl", "smoke", 0, tmp_path, progress=False)
     curve = pd.read_csv(tmp_path / "curve.csv")
