@@ -49,8 +49,9 @@ and 1e-5: with the log-latency critic's small loss, beta = 0.1 collapses z to th
 random exploration of every option while collecting (``explore_fraction``), PEARL contexts
 collected with uniformly random actions (``random_context``), meta-training on twin samples
 besides the six DTs (``twin_samples``) and acting on the critic's per-user argmin instead of the
-actor's mode (``greedy_critic``; SAC_DT keeps its actor's mode, ``actor_mode_methods``, a
-per-method setting chosen on SAC_DT's own validation runs). Context sizes sampled from 1..N
+actor's mode (``greedy_critic``; SAC_DT and SAC_T_M keep their actor's mode,
+``actor_mode_methods``, a per-method setting chosen on their own validation runs: their critics
+cannot tell conditions apart). Context sizes sampled from 1..N
 (``context_size_sampling``) are switched off: validation preferred full contexts.
 
 Evidence: settings are chosen on validation data only, with ``python -m ecmeta_lib tune`` on task
@@ -264,7 +265,8 @@ PROFILES: dict[str, Profile] = {
         lambda1=1, lambda2=1, batch_size=32, buffer_capacity=200, context_size=8,
         context_capacity=40, eval_every=5, eval_slots=4, val_slots=4, eval_context=4,
         final_slots=4, checkpoint_every=2, context_size_sampling=True, heldout_slots=4,
-        explore_fraction=0.5, context_steps=4, twin_samples=2, actor_mode_methods=("sac_dt",)),
+        explore_fraction=0.5, context_steps=4, twin_samples=2,
+        actor_mode_methods=("sac_dt", "sac_t_m")),
     "quick": Profile(
         name="quick", description="make reproduce default (run times: see the README)",
         agent=SACConfig(arch="structured", hidden=128, n_layers=2, embed_dim=16, latent_dim=8,
@@ -280,7 +282,8 @@ PROFILES: dict[str, Profile] = {
         lambda1=4, lambda2=4, batch_size=32, buffer_capacity=4000, context_size=32,
         context_capacity=200, eval_every=10, eval_slots=20, val_slots=20, eval_context=20,
         final_slots=100, checkpoint_every=25, context_size_sampling=False,
-        explore_fraction=0.5, context_steps=10, twin_samples=24, actor_mode_methods=("sac_dt",)),
+        explore_fraction=0.5, context_steps=10, twin_samples=24,
+        actor_mode_methods=("sac_dt", "sac_t_m")),
     "paper": Profile(
         name="paper", description="Table I: AdamW 3e-5, batch 256, 5 x 700, lambda 10/40, "
                                   "T_train 40, beta 0.1, K' 2",
