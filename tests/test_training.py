@@ -62,7 +62,8 @@ def test_methods_and_their_training_conditions() -> None:
 def test_actor_mode_methods_is_per_method_and_keys_only_those_runs() -> None:
     from ecmeta_lib.training import config_hash
 
-    base = PROFILES["smoke"]
+    assert PROFILES["quick"].actor_mode_methods == ("sac_dt", "sac_t_m")  # chosen on validation
+    base = replace(PROFILES["smoke"], actor_mode_methods=())
     assert base.agent.greedy_critic
     prof = replace(base, actor_mode_methods=("sac_dt",))
     assert not prof.agent_config("sac_dt").greedy_critic
