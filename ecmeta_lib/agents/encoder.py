@@ -155,8 +155,9 @@ class PerUserContextEncoder(nn.Module):
             signal = latency.clamp_min(1e-6).log()
         else:
             acts, signal = one_hot_actions(action, self.spec), -latency * self.reward_scale
-        parts = [x, self.embed.expand(*lead, u, self.embed.shape[-1]), acts,
-                 signal.unsqueeze(-1)]
+        # no empty embedding in the inputs: it would cost the first layer's input gradient
+        embed = [self.embed.expand(*lead, u, self.embed.shape[-1])] if self.embed.shape[-1] else []
+        parts = [x, *embed, acts, signal.unsqueeze(-1)]
         if self.use_next_obs:
             parts.insert(1, next_obs.reshape(*lead, u, d))
         out = apply_rows(self.net, torch.cat(parts, dim=-1))

@@ -207,6 +207,11 @@ class _PerUser(nn.Module):
         per_user = spec.obs_per_user + (spec.action_width if with_action else 0)
         self.in_dim = (2 if pooled else 1) * per_user + embed_dim + latent_dim
 
+    def embed_parts(self, b: int, u: int) -> list[torch.Tensor]:
+        """[e_u broadcast to (B, U, E)], or [] without an embedding: an empty parameter in the
+        inputs would make autograd compute the first layer's input gradient for nothing."""
+        return [self.embed.unsqueeze(0).expand(b, u, -1)] if self.embed.shape[-1] else []
+
     def user_inputs(self, obs: torch.Tensor) -> torch.Tensor:
         """(B, U*D) observation -> (B, U, D) per-user inputs (`InputScaling` applied)."""
         x = obs.view(obs.shape[0], self.spec.n_users, self.spec.obs_per_user)
@@ -218,7 +223,7 @@ class _PerUser(nn.Module):
         b, u = x.shape[0], x.shape[1]
         if action is not None:
             x = torch.cat([x, action], dim=-1)
-        parts = [x, self.embed.unsqueeze(0).expand(b, u, -1)]
+        parts = [x, *self.embed_parts(b, u)]
         if self.pooled:
             parts.append(x.mean(dim=1, keepdim=True).expand(b, u, x.shape[-1]))
         if z is not None:
@@ -280,7 +285,7 @@ class StructuredCritic(_PerUser):
         enters through the pooled (load) features (unused, may be None, without them)."""
         x = self.user_inputs(obs)
         b, u = x.shape[0], x.shape[1]
-        parts = [x, self.embed.unsqueeze(0).expand(b, u, -1)]
+        parts = [x, *self.embed_parts(b, u)]
         if self.pooled:
             pooled = torch.cat([x, action], dim=-1).mean(dim=1, keepdim=True).expand(b, u, -1)
             parts.append(pooled)
