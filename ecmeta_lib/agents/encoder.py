@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .networks import ActionSpec, apply_rows, mlp, one_hot_actions
+from .networks import ActionSpec, apply_rows, embedding_inputs, mlp, one_hot_actions
 
 MIN_VARIANCE = 1e-7
 
@@ -155,9 +155,7 @@ class PerUserContextEncoder(nn.Module):
             signal = latency.clamp_min(1e-6).log()
         else:
             acts, signal = one_hot_actions(action, self.spec), -latency * self.reward_scale
-        # no empty embedding in the inputs: it would cost the first layer's input gradient
-        embed = [self.embed.expand(*lead, u, self.embed.shape[-1])] if self.embed.shape[-1] else []
-        parts = [x, *embed, acts, signal.unsqueeze(-1)]
+        parts = [x, *embedding_inputs(self.embed, lead), acts, signal.unsqueeze(-1)]
         if self.use_next_obs:
             parts.insert(1, next_obs.reshape(*lead, u, d))
         out = apply_rows(self.net, torch.cat(parts, dim=-1))

@@ -99,6 +99,13 @@ def apply_rows(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return out.view(*x.shape[:-1], out.shape[-1])
 
 
+def embedding_inputs(embed: torch.Tensor, lead: tuple[int, ...]) -> list[torch.Tensor]:
+    """[the (U, E) per-user embedding broadcast to (*lead, U, E)], or [] without one (E = 0): an
+    empty parameter among the inputs would make autograd compute the first layer's input
+    gradient for nothing."""
+    return [embed.expand(*lead, *embed.shape)] if embed.shape[-1] else []
+
+
 def one_hot_actions(actions: torch.Tensor, spec: ActionSpec) -> torch.Tensor:
     """(B, U, n_heads) integer actions -> (B, U, sum(heads)) concatenated one-hots."""
     parts = [nn.functional.one_hot(actions[..., i].long(), h).float()
@@ -207,11 +214,6 @@ class _PerUser(nn.Module):
         per_user = spec.obs_per_user + (spec.action_width if with_action else 0)
         self.in_dim = (2 if pooled else 1) * per_user + embed_dim + latent_dim
 
-    def embed_parts(self, b: int, u: int) -> list[torch.Tensor]:
-        """[e_u broadcast to (B, U, E)], or [] without an embedding: an empty parameter in the
-        inputs would make autograd compute the first layer's input gradient for nothing."""
-        return [self.embed.unsqueeze(0).expand(b, u, -1)] if self.embed.shape[-1] else []
-
     def user_inputs(self, obs: torch.Tensor) -> torch.Tensor:
         """(B, U*D) observation -> (B, U, D) per-user inputs (`InputScaling` applied)."""
         x = obs.view(obs.shape[0], self.spec.n_users, self.spec.obs_per_user)
@@ -223,7 +225,7 @@ class _PerUser(nn.Module):
         b, u = x.shape[0], x.shape[1]
         if action is not None:
             x = torch.cat([x, action], dim=-1)
-        parts = [x, *self.embed_parts(b, u)]
+        parts = [x, *embedding_inputs(self.embed, (b,))]
         if self.pooled:
             parts.append(x.mean(dim=1, keepdim=True).expand(b, u, x.shape[-1]))
         if z is not None:
@@ -285,7 +287,7 @@ class StructuredCritic(_PerUser):
         enters through the pooled (load) features (unused, may be None, without them)."""
         x = self.user_inputs(obs)
         b, u = x.shape[0], x.shape[1]
-        parts = [x, *self.embed_parts(b, u)]
+        parts = [x, *embedding_inputs(self.embed, (b,))]
         if self.pooled:
             pooled = torch.cat([x, action], dim=-1).mean(dim=1, keepdim=True).expand(b, u, -1)
             parts.append(pooled)
