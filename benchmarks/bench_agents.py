@@ -5,7 +5,10 @@ second (one update = one epoch of Algorithm 1 on K' conditions, averaged over la
 temperature and actor steps are included at their cadence), the analytic FLOPs of one update,
 and the achieved FLOP/s as a fraction of the machine's own measured torch matmul FLOP/s (same
 thread count, same run: blocks of updates alternate with matmul measurements and the median of
-the per-block ratios is reported, with its range, since a shared machine drifts).
+the per-block ratios is reported, with its range, since a shared machine drifts). Then the grid's
+own use of the machine: ``--workers`` processes of 1 thread each (as ``make reproduce`` runs its
+2 workers) update at the same time, then all measure matmul at the same time, and the summed
+update FLOP/s is divided by the summed matmul FLOP/s (``--pin``: also with one worker per core).
 
 FLOP count: a Linear layer costs 2 * in * out FLOPs per row; the structured networks apply their
 layers once per user (rows = batch * users). Forward + backward = 3x forward for every network a
@@ -13,13 +16,16 @@ loss is differentiated through (critics in the critic and actor losses, actor, e
 networks and no-grad passes count 1x. Elementwise ops (softmax, outer products) are ignored.
 
 Usage: python benchmarks/bench_agents.py [--threads 1 2] [--profiles quick,paper] [--blocks 5]
+       [--workers 2] [--pin]
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import time
+from multiprocessing import get_context
 
 import numpy as np
 import torch
@@ -71,7 +77,8 @@ def matmul_gflops(size: int = 1024, repeats: int = 20) -> float:
     return 2 * size**3 * repeats / (time.perf_counter() - t) / 1e9
 
 
-def bench(profile_name: str, n_updates: int, blocks: int) -> None:
+def setup(profile_name: str):
+    """PEARL's agent at `profile_name`'s size, K' random batches and contexts, its FLOPs/update."""
     prof = get_profile(profile_name)
     spec = ActionSpec.from_env(EdgeCloudEnv(config=prof.env))
     agent = DiscreteSACAgent(spec, prof.agent, seed=0)  # PEARL's agent (with encoder)
@@ -91,14 +98,26 @@ def bench(profile_name: str, n_updates: int, blocks: int) -> None:
     batches, contexts = [data(b) for _ in range(kp)], [data(c) for _ in range(kp)]
     agent.update(batches, contexts, 1, 1, 1)  # warm-up
     flops = update_flops(agent, kp * b, kp * c, prof.lambda1, prof.lambda2)
+    return prof, agent, batches, contexts, flops
+
+
+def timed_updates(profile_name: str, agent, batches, contexts, n_updates: int) -> float:
+    """Seconds per update, averaged over `n_updates` epochs (lambda2 cycles)."""
+    prof = get_profile(profile_name)
+    t = time.perf_counter()
+    for epoch in range(1, n_updates + 1):
+        agent.update(batches, contexts, epoch, prof.lambda1, prof.lambda2)
+    return (time.perf_counter() - t) / n_updates
+
+
+def bench(profile_name: str, n_updates: int, blocks: int) -> None:
+    prof, agent, batches, contexts, flops = setup(profile_name)
+    kp, b = prof.k_prime, prof.batch_size
     # blocks of updates and of matmuls alternate, so a shared machine's drift hits both alike;
     # the ratio is taken block by block and its median reported
     seconds, ratios = [], []
     for _ in range(blocks):
-        t = time.perf_counter()
-        for epoch in range(1, n_updates + 1):
-            agent.update(batches, contexts, epoch, prof.lambda1, prof.lambda2)
-        dt = (time.perf_counter() - t) / n_updates
+        dt = timed_updates(profile_name, agent, batches, contexts, n_updates)
         peak = matmul_gflops()
         seconds.append(dt)
         ratios.append(flops / dt / 1e9 / peak)
@@ -121,12 +140,58 @@ def bench(profile_name: str, n_updates: int, blocks: int) -> None:
         f"{e.key} {100 * e.self_cpu_time_total / total:.0f}%" for e in events[:6]))
 
 
+def _worker(rank: int, profile_name: str, n_updates: int, blocks: int, pin: bool,
+            barrier, out) -> None:
+    """One grid worker: 1 thread (optionally pinned to core `rank`), update and matmul blocks in
+    step with the other workers (a barrier before each), its timings sent to `out`."""
+    if pin:
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[rank]})
+    torch.set_num_threads(1)
+    _, agent, batches, contexts, flops = setup(profile_name)
+    for _ in range(blocks):
+        barrier.wait()
+        dt = timed_updates(profile_name, agent, batches, contexts, n_updates)
+        barrier.wait()
+        out.put((rank, flops / dt / 1e9, matmul_gflops()))
+
+
+def bench_workers(profile_name: str, workers: int, n_updates: int, blocks: int,
+                  pin: bool) -> None:
+    """The grid's use of the machine: `workers` processes of 1 thread each (as `make reproduce`
+    runs them) update at once, then all measure matmul at once; per block, the summed update
+    FLOP/s over the summed matmul FLOP/s."""
+    ctx = get_context("spawn")
+    barrier, out = ctx.Barrier(workers), ctx.Queue()
+    procs = [ctx.Process(target=_worker, args=(r, profile_name, n_updates, blocks, pin,
+                                               barrier, out)) for r in range(workers)]
+    for proc in procs:
+        proc.start()
+    rows = [out.get() for _ in range(workers * blocks)]
+    for proc in procs:
+        proc.join()
+    ratios, upd, mm = [], [], []
+    for block in range(blocks):  # each worker's k-th report is its k-th block
+        mine = [[r for r in rows if r[0] == rank][block] for rank in range(workers)]
+        upd.append(sum(r[1] for r in mine))
+        mm.append(sum(r[2] for r in mine))
+        ratios.append(upd[-1] / mm[-1])
+    print(f"[{profile_name}] {workers} workers x 1 thread{' (pinned)' if pin else ''}: "
+          f"{np.median(upd):6.1f} GFLOP/s of updates, {np.median(mm):6.1f} GFLOP/s of matmul "
+          f"-> {100 * np.median(ratios):5.1f} % of matmul (median of {blocks} blocks; range "
+          f"{100 * min(ratios):.1f}-{100 * max(ratios):.1f} %)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2],
                     help="thread counts to measure (a training run uses 1, see runner.RUN_THREADS)")
     ap.add_argument("--profiles", default="quick,paper")
     ap.add_argument("--blocks", type=int, default=5, help="alternating update/matmul blocks")
+    ap.add_argument("--workers", type=int, default=2,
+                    help="concurrent 1-thread processes for the grid-like measurement "
+                         "(make reproduce runs 2); 0 skips it")
+    ap.add_argument("--pin", action="store_true",
+                    help="also measure the workers pinned one per core")
     args = ap.parse_args()
     print(f"torch {torch.__version__}")
     for threads in args.threads:
@@ -137,6 +202,13 @@ def main() -> None:
             quick = name != "paper"
             bench(name, n_updates=get_profile(name).lambda2 * (10 if quick else 1),
                   blocks=args.blocks if quick else 2)
+    if args.workers > 1:
+        for name in args.profiles.split(","):
+            quick = name != "paper"
+            for pin in (False, True) if args.pin else (False,):
+                bench_workers(name, args.workers,
+                              n_updates=get_profile(name).lambda2 * (10 if quick else 1),
+                              blocks=args.blocks if quick else 2, pin=pin)
 
 
 if __name__ == "__main__":

@@ -269,7 +269,7 @@ PROFILES: dict[str, Profile] = {
         actor_mode_methods=("sac_dt", "sac_t_m")),
     "quick": Profile(
         name="quick", description="make reproduce default (run times: see the README)",
-        agent=SACConfig(arch="structured", hidden=128, n_layers=2, embed_dim=16, latent_dim=8,
+        agent=SACConfig(arch="structured", hidden=96, n_layers=2, embed_dim=16, latent_dim=8,
                         encoder_hidden=64, encoder_layers=2, lr=3e-3, critic_lr=1e-2,
                         temperature_lr=3e-3,
                         tau=0.02, target_entropy=0.3, init_temperature=0.05, kl_weight=1e-4,
