@@ -101,9 +101,8 @@ def setup(profile_name: str):
     return prof, agent, batches, contexts, flops
 
 
-def timed_updates(profile_name: str, agent, batches, contexts, n_updates: int) -> float:
+def timed_updates(prof, agent, batches, contexts, n_updates: int) -> float:
     """Seconds per update, averaged over `n_updates` epochs (lambda2 cycles)."""
-    prof = get_profile(profile_name)
     t = time.perf_counter()
     for epoch in range(1, n_updates + 1):
         agent.update(batches, contexts, epoch, prof.lambda1, prof.lambda2)
@@ -117,7 +116,7 @@ def bench(profile_name: str, n_updates: int, blocks: int) -> None:
     # the ratio is taken block by block and its median reported
     seconds, ratios = [], []
     for _ in range(blocks):
-        dt = timed_updates(profile_name, agent, batches, contexts, n_updates)
+        dt = timed_updates(prof, agent, batches, contexts, n_updates)
         peak = matmul_gflops()
         seconds.append(dt)
         ratios.append(flops / dt / 1e9 / peak)
@@ -147,10 +146,10 @@ def _worker(rank: int, profile_name: str, n_updates: int, blocks: int, pin: bool
     if pin:
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[rank]})
     torch.set_num_threads(1)
-    _, agent, batches, contexts, flops = setup(profile_name)
+    prof, agent, batches, contexts, flops = setup(profile_name)
     for _ in range(blocks):
         barrier.wait()
-        dt = timed_updates(profile_name, agent, batches, contexts, n_updates)
+        dt = timed_updates(prof, agent, batches, contexts, n_updates)
         barrier.wait()
         out.put((rank, flops / dt / 1e9, matmul_gflops()))
 
@@ -169,16 +168,23 @@ def bench_workers(profile_name: str, workers: int, n_updates: int, blocks: int,
     rows = [out.get() for _ in range(workers * blocks)]
     for proc in procs:
         proc.join()
-    ratios, upd, mm = [], [], []
-    for block in range(blocks):  # each worker's k-th report is its k-th block
-        mine = [[r for r in rows if r[0] == rank][block] for rank in range(workers)]
-        upd.append(sum(r[1] for r in mine))
-        mm.append(sum(r[2] for r in mine))
-        ratios.append(upd[-1] / mm[-1])
+    # each worker's k-th report is its k-th block: sum over workers, block by block
+    by_rank = [[r[1:] for r in rows if r[0] == rank] for rank in range(workers)]
+    upd = [sum(w[k][0] for w in by_rank) for k in range(blocks)]
+    mm = [sum(w[k][1] for w in by_rank) for k in range(blocks)]
+    ratios = [u / m for u, m in zip(upd, mm, strict=True)]
     print(f"[{profile_name}] {workers} workers x 1 thread{' (pinned)' if pin else ''}: "
           f"{np.median(upd):6.1f} GFLOP/s of updates, {np.median(mm):6.1f} GFLOP/s of matmul "
           f"-> {100 * np.median(ratios):5.1f} % of matmul (median of {blocks} blocks; range "
           f"{100 * min(ratios):.1f}-{100 * max(ratios):.1f} %)")
+
+
+def sizes(profile_name: str, blocks: int) -> tuple[int, int]:
+    """(updates per block, blocks): one lambda2 cycle per paper block (40 epochs take a while),
+    ten per block of the shorter profiles."""
+    if profile_name == "paper":
+        return get_profile(profile_name).lambda2, 2
+    return get_profile(profile_name).lambda2 * 10, blocks
 
 
 def main() -> None:
@@ -189,7 +195,7 @@ def main() -> None:
     ap.add_argument("--blocks", type=int, default=5, help="alternating update/matmul blocks")
     ap.add_argument("--workers", type=int, default=2,
                     help="concurrent 1-thread processes for the grid-like measurement "
-                         "(make reproduce runs 2); 0 skips it")
+                         "(make reproduce runs 2); below 2 skips it")
     ap.add_argument("--pin", action="store_true",
                     help="also measure the workers pinned one per core")
     args = ap.parse_args()
@@ -198,17 +204,11 @@ def main() -> None:
         torch.set_num_threads(threads)
         print(f"{threads} thread(s): matmul 1024^2 {matmul_gflops():.1f} GFLOP/s")
         for name in args.profiles.split(","):
-            # one lambda2 cycle per paper block (40 epochs take a while); quick blocks are short
-            quick = name != "paper"
-            bench(name, n_updates=get_profile(name).lambda2 * (10 if quick else 1),
-                  blocks=args.blocks if quick else 2)
+            bench(name, *sizes(name, args.blocks))
     if args.workers > 1:
         for name in args.profiles.split(","):
-            quick = name != "paper"
             for pin in (False, True) if args.pin else (False,):
-                bench_workers(name, args.workers,
-                              n_updates=get_profile(name).lambda2 * (10 if quick else 1),
-                              blocks=args.blocks if quick else 2, pin=pin)
+                bench_workers(name, args.workers, *sizes(name, args.blocks), pin=pin)
 
 
 if __name__ == "__main__":
