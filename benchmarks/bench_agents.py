@@ -9,6 +9,8 @@ the per-block ratios is reported, with its range, since a shared machine drifts)
 own use of the machine: ``--workers`` processes of 1 thread each (as ``make reproduce`` runs its
 2 workers) update at the same time, then all measure matmul at the same time, and the summed
 update FLOP/s is divided by the summed matmul FLOP/s (``--pin``: also with one worker per core).
+A profile whose update is compiled (``agent.compiled_update``) is also measured eager, on the
+same samples, so the line below it shows what compiling buys.
 
 FLOP count: a Linear layer costs 2 * in * out FLOPs per row; the structured networks apply their
 layers once per user (rows = batch * users). Forward + backward = 3x forward for every network a
@@ -22,6 +24,7 @@ Usage: python benchmarks/bench_agents.py [--threads 1 2] [--profiles quick,paper
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import time
@@ -77,9 +80,13 @@ def matmul_gflops(size: int = 1024, repeats: int = 20) -> float:
     return 2 * size**3 * repeats / (time.perf_counter() - t) / 1e9
 
 
-def setup(profile_name: str):
-    """PEARL's agent at `profile_name`'s size, K' random batches and contexts, its FLOPs/update."""
+def setup(profile_name: str, eager: bool = False):
+    """PEARL's agent at `profile_name`'s size, K' random batches and contexts, its FLOPs/update
+    (``eager``: with the profile's compiled update switched off)."""
     prof = get_profile(profile_name)
+    if eager:
+        prof = dataclasses.replace(prof, agent=dataclasses.replace(prof.agent,
+                                                                   compiled_update=False))
     spec = ActionSpec.from_env(EdgeCloudEnv(config=prof.env))
     agent = DiscreteSACAgent(spec, prof.agent, seed=0)  # PEARL's agent (with encoder)
     rng = np.random.default_rng(0)
@@ -109,8 +116,10 @@ def timed_updates(prof, agent, batches, contexts, n_updates: int) -> float:
     return (time.perf_counter() - t) / n_updates
 
 
-def bench(profile_name: str, n_updates: int, blocks: int) -> None:
-    prof, agent, batches, contexts, flops = setup(profile_name)
+def bench(profile_name: str, n_updates: int, blocks: int, eager: bool = False) -> None:
+    t = time.perf_counter()
+    prof, agent, batches, contexts, flops = setup(profile_name, eager)
+    setup_s = time.perf_counter() - t  # includes compiling (the warm-up update)
     kp, b = prof.k_prime, prof.batch_size
     # blocks of updates and of matmuls alternate, so a shared machine's drift hits both alike;
     # the ratio is taken block by block and its median reported
@@ -121,12 +130,16 @@ def bench(profile_name: str, n_updates: int, blocks: int) -> None:
         seconds.append(dt)
         ratios.append(flops / dt / 1e9 / peak)
     dt, ratio = float(np.median(seconds)), float(np.median(ratios))
-    print(f"[{profile_name}] {torch.get_num_threads()} thread(s), arch={prof.agent.arch} "
-          f"hidden={prof.agent.hidden}x{prof.agent.n_layers} batch={kp}x{b}: "
+    label = profile_name + (", eager" if eager else "")
+    mode = "compiled" if prof.agent.compiled_update else "eager"
+    print(f"[{label}] {torch.get_num_threads()} thread(s), arch={prof.agent.arch} "
+          f"hidden={prof.agent.hidden}x{prof.agent.n_layers} batch={kp}x{b} {mode}: "
           f"{1 / dt:8.2f} updates/s, {flops / 1e9:7.3f} GFLOP/update, "
           f"{flops / dt / 1e9:6.1f} GFLOP/s -> {100 * ratio:5.1f} % of matmul "
           f"(median of {blocks} alternating blocks; range {100 * min(ratios):.1f}-"
-          f"{100 * max(ratios):.1f} %)")
+          f"{100 * max(ratios):.1f} %; set-up and first update {setup_s:.1f} s)")
+    if eager:
+        return
     # where the time goes: the top operators of a few updates under the torch profiler
     from torch.profiler import ProfilerActivity, profile
 
@@ -205,6 +218,8 @@ def main() -> None:
         print(f"{threads} thread(s): matmul 1024^2 {matmul_gflops():.1f} GFLOP/s")
         for name in args.profiles.split(","):
             bench(name, *sizes(name, args.blocks))
+            if get_profile(name).agent.compiled_update:
+                bench(name, *sizes(name, args.blocks), eager=True)
     if args.workers > 1:
         for name in args.profiles.split(","):
             for pin in (False, True) if args.pin else (False,):

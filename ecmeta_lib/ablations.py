@@ -73,13 +73,15 @@ class Ablation:
 
 
 _SCALAR_CRITIC = {"agent.joint_actor": False, "agent.log_latency_critic": False,
-                  "agent.twin_critics": True, "agent.greedy_critic": False}
+                  "agent.twin_critics": True, "agent.greedy_critic": False,
+                  "agent.compiled_update": False}
 
 ABLATIONS: dict[str, Ablation] = {a.name: a for a in [
     Ablation("per_user_reward", {"agent.per_user_reward": False},
              "the critic regresses the slot's scalar reward instead of each user's own latency; "
              "the joint actor and the log-latency critic need per-user targets, and without the "
-             "joint actor SAC's twin critics return", coupled=dict(_SCALAR_CRITIC)),
+             "joint actor SAC's twin critics and the eager update return",
+             coupled=dict(_SCALAR_CRITIC)),
     Ablation("per_user_latents", {"agent.latent_per_user": False},
              "one global z from the paper's encoder instead of one z_u per user; the executed-"
              "decision inputs belong to the per-user encoder and go with it, and the per-user "
@@ -105,7 +107,8 @@ ABLATIONS: dict[str, Ablation] = {a.name: a for a in [
                       "agent.joint_actor": False, "agent.log_latency_critic": False,
                       "agent.encoder_decisions": False, "agent.log_inputs": False,
                       "agent.tau_zscore": False, "agent.pooled": True,
-                      "agent.twin_critics": True, "agent.greedy_critic": False}),
+                      "agent.twin_critics": True, "agent.greedy_critic": False,
+                      "agent.compiled_update": False}),
     Ablation("kl_weight", {"agent.kl_weight": 0.1},
              "the paper's KL weight beta = 0.1 instead of the profile's smaller one, which keeps "
              "the per-user posteriors from collapsing to the prior", pearl_only=True),
@@ -118,15 +121,17 @@ ABLATIONS: dict[str, Ablation] = {a.name: a for a in [
     Ablation("gamma0", {"agent.gamma": 0.9},
              "the discounted soft Bellman target (gamma = 0.9) instead of the myopic gamma = 0; "
              "the joint actor and the log-latency critic assume gamma = 0, and without the "
-             "joint actor SAC's twin critics return", coupled=dict(_SCALAR_CRITIC)),
+             "joint actor SAC's twin critics and the eager update return",
+             coupled=dict(_SCALAR_CRITIC)),
     Ablation("prior_factor", {"agent.posterior_prior_factor": False},
              "PEARL's plain product of the per-transition factors, without the prior N(0, I) "
              "multiplied in", pearl_only=True),
     Ablation("joint_actor", {"agent.joint_actor": False},
              "three independent heads (DS, TA, MS) per user instead of one categorical over the "
-             "joint actions; a single critic and acting on the critic need the joint actor, so "
-             "the twin critics and the actor's mode return",
-             coupled={"agent.twin_critics": True, "agent.greedy_critic": False}),
+             "joint actions; a single critic, acting on the critic and the compiled update need "
+             "the joint actor, so the twin critics, the actor's mode and eager PyTorch return",
+             coupled={"agent.twin_critics": True, "agent.greedy_critic": False,
+                      "agent.compiled_update": False}),
     Ablation("log_latency_critic", {"agent.log_latency_critic": False},
              "the per-user critic regresses the scaled latency itself instead of its log"),
     Ablation("log_inputs", {"agent.log_inputs": False},
@@ -150,6 +155,10 @@ ABLATIONS: dict[str, Ablation] = {a.name: a for a in [
     Ablation("greedy_critic", {"agent.greedy_critic": False},
              "acting greedily (evaluation, adaptation, validation) takes the actor's mode "
              "instead of each user's least-latency joint action under its critic"),
+    Ablation("compiled_update", {"agent.compiled_update": False},
+             "the update in eager PyTorch with AdamW's foreach kernels instead of its objectives "
+             "compiled and the fused optimiser: speed only (same algorithm and samples, other "
+             "rounding), so its effect should be nil"),
     Ablation("explore_fraction", {"explore_fraction": 0.0},
              "SAC's own sampling only while collecting, instead of each user acting uniformly at "
              "random with the profile's probability (coverage of every option for the critic)"),

@@ -277,7 +277,8 @@ PROFILES: dict[str, Profile] = {
                         posterior_prior_factor=True, pooled=False, joint_actor=True,
                         log_latency_critic=True, lr_cosine=True, encoder_decisions=True,
                         twin_critics=False, log_inputs=True, user_embedding=False,
-                        random_context=True, tau_zscore=True, greedy_critic=True),
+                        random_context=True, tau_zscore=True, greedy_critic=True,
+                        compiled_update=True),
         iterations=100, collect_steps=40, initial_random_steps=40, t_train=80, k_prime=2,
         lambda1=4, lambda2=4, batch_size=32, buffer_capacity=4000, context_size=32,
         context_capacity=200, eval_every=10, eval_slots=20, val_slots=20, eval_context=20,
@@ -426,6 +427,10 @@ def config_hash(method: str, profile: Profile, seed: int, task_seed: int) -> str
     """The run's key: its method, profile, seeds and the checkpoint version. A per-method field
     enters only the keys of the methods it changes (adding it keeps every other run's cache)."""
     prof = profile.to_dict()
+    if not prof["agent"]["compiled_update"]:
+        # off, the update is the eager code that ran before the field existed, bit for bit:
+        # such runs keep their keys (and caches)
+        del prof["agent"]["compiled_update"]
     actor_mode = prof.pop("actor_mode_methods")
     payload = {"method": method, "profile": prof, "seed": seed, "task_seed": task_seed,
                "version": CHECKPOINT_VERSION}

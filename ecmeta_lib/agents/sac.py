@@ -159,6 +159,15 @@ class SACConfig:
     Under gamma = 0 the actor is an amortised argmin of the critic that lags it (updated every
     lambda2 epochs at a smaller rate); the argmin over the 45 values of one critic pass is exact
     and cheaper. Exploration while collecting still samples the actor. Needs ``pooled=False``."""
+    compiled_update: bool = False
+    """Speed (ours; ``joint_actor`` only): the update's two objectives (encoder + critic loss;
+    actor loss) run through ``torch.compile`` and AdamW takes its fused kernel. The same
+    algorithm on the same samples: only the rounding differs from eager PyTorch, so runs are
+    reproducible but not bit-identical to ``compiled_update=False``. On small networks an eager
+    update spends a large share in elementwise memory passes (ReLU backward, bias copies and
+    sums, the optimiser's per-tensor ops) between its matrix products; fused, more of it goes to
+    them (``make bench``). A process's first update compiles (~20 s on 2 cores; inductor caches
+    the result on disk for later processes)."""
 
     def __post_init__(self) -> None:
         if self.arch not in ("flat", "structured"):
@@ -180,7 +189,7 @@ class SACConfig:
         for name in ("per_user_reward", "latent_per_user", "posterior_prior_factor", "pooled",
                      "joint_actor", "log_latency_critic", "lr_cosine", "encoder_decisions",
                      "log_inputs", "twin_critics", "user_embedding", "random_context",
-                     "tau_zscore", "greedy_critic"):
+                     "tau_zscore", "greedy_critic", "compiled_update"):
             v = getattr(self, name)
             if not isinstance(v, bool):
                 raise ValueError(f"{name} must be a bool, got {v!r}")
@@ -197,6 +206,10 @@ class SACConfig:
         if self.greedy_critic and (not self.joint_actor or self.pooled):
             raise ValueError("greedy_critic needs joint_actor=True and pooled=False (per-user "
                              "critics of every joint action that read no other user's action)")
+        if self.compiled_update and not self.joint_actor:
+            raise ValueError("compiled_update covers the joint-actor update (joint_actor=True); "
+                             "the paper's flat networks spend their update in matrix products "
+                             "anyway")
         if not self.twin_critics and not self.joint_actor:
             raise ValueError("twin_critics=False needs joint_actor=True (gamma = 0 updates)")
         if self.random_context and self.latent_dim == 0:
@@ -287,16 +300,20 @@ class DiscreteSACAgent(nn.Module):
         critic_params = [p for c in self.critics for p in c.parameters()]
         if self.encoder is not None:
             critic_params += list(self.encoder.parameters())
+        # one fused kernel per tensor with compiled_update; else foreach (bit-identical to the
+        # single-tensor loop, fewer dispatches)
+        impl = {"fused": True} if cfg.compiled_update else {"foreach": True}
         self.actor_opt = torch.optim.AdamW(self.actor.parameters(), lr=cfg.lr,
-                                           weight_decay=cfg.weight_decay, foreach=True)
+                                           weight_decay=cfg.weight_decay, **impl)
         self.critic_opt = torch.optim.AdamW(critic_params, lr=self.critic_base_lr,
-                                            weight_decay=cfg.weight_decay, foreach=True)
+                                            weight_decay=cfg.weight_decay, **impl)
         self.temperature_opt = torch.optim.AdamW([self.log_temperature], lr=cfg.temperature_lr,
-                                                 weight_decay=0.0, foreach=True)
+                                                 weight_decay=0.0, **impl)
         self.generator = torch.Generator().manual_seed(int(seed) + 1)
         # gradient steps taken (checkpointed with the weights): drives the cosine schedule
         self.register_buffer("n_updates", torch.zeros((), dtype=torch.long))
         self.lr_horizon = 0
+        self._compiled: dict[str, Any] = {}  # `_objective`'s compiled methods
 
     @property
     def critic_base_lr(self) -> float:
@@ -340,11 +357,15 @@ class DiscreteSACAgent(nn.Module):
     def posterior(self, context: dict[str, np.ndarray] | None) -> tuple[torch.Tensor, torch.Tensor]:
         """(mu, var) of q(z|c), each of `latent_shape` - (latent_dim,), or (n_users, latent_dim)
         with ``latent_per_user`` - from a context dict of N transitions."""
+        return self._posterior(self._context_inputs(context))
+
+    def _context_inputs(self, context: dict[str, np.ndarray] | None) -> tuple | None:
+        """The encoder's tensors (obs, actions, signal, next_obs or None) of a context dict, or
+        None for an empty one; refuses contexts stored without what the encoder reads."""
         if self.encoder is None:
             raise RuntimeError("this agent has no context encoder (latent_dim == 0)")
         if context is None or len(context["reward"]) == 0:
-            z0 = torch.zeros(self.latent_shape, device=self.device)
-            return z0, torch.ones_like(z0)
+            return None
         signal, acts = context["reward"], context["action"]
         if self.cfg.latent_per_user:
             signal = _known_latency(context)
@@ -353,9 +374,15 @@ class DiscreteSACAgent(nn.Module):
             if acts is None or (acts < 0).any():
                 raise ValueError("encoder_decisions needs every transition's executed decisions "
                                  "(add info's ds / placement / model to the buffers)")
-        return self.encoder.posterior(
-            self._t(context["obs"]), self._t(acts, torch.int64), self._t(signal),
-            self._t(context["next_obs"]) if self.cfg.encoder_next_obs else None)
+        return (self._t(context["obs"]), self._t(acts, torch.int64), self._t(signal),
+                self._t(context["next_obs"]) if self.cfg.encoder_next_obs else None)
+
+    def _posterior(self, inputs: tuple | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mu, var) from `_context_inputs`' tensors; the prior N(0, I) for an empty context."""
+        if inputs is None:
+            z0 = torch.zeros(self.latent_shape, device=self.device)
+            return z0, torch.ones_like(z0)
+        return self.encoder.posterior(*inputs)
 
     def infer_z(self, context: dict[str, np.ndarray] | None, *,
                 sample: bool) -> torch.Tensor | None:
@@ -399,14 +426,37 @@ class DiscreteSACAgent(nn.Module):
         """z per sampled condition (reparametrised, with grad to the encoder) and the mean KL."""
         if self.encoder is None:
             return None, None
+        inputs, eps = self._z_noise(contexts)
+        return self._z_and_kl(inputs, eps, batch)
+
+    def _z_noise(self, contexts: list[dict[str, np.ndarray]]) -> tuple[list, list[torch.Tensor]]:
+        """Each sampled condition's encoder inputs and its reparametrisation noise (drawn here,
+        outside any compiled graph, from the agent's generator)."""
+        inputs = [self._context_inputs(c) for c in contexts]
+        eps = [torch.randn(self.latent_shape, generator=self.generator).to(self.device)
+               for _ in contexts]
+        return inputs, eps
+
+    def _z_and_kl(self, inputs: list, eps: list[torch.Tensor], batch: int):
+        """z = mu + sigma * eps per condition, repeated over its `batch` samples, and the mean KL
+        to the prior."""
         zs, kls = [], []
-        for c in contexts:
-            mu, var = self.posterior(c)
-            eps = torch.randn(mu.shape, generator=self.generator).to(self.device)
-            z = mu + var.sqrt() * eps
+        for inp, e in zip(inputs, eps, strict=True):
+            mu, var = self._posterior(inp)
+            z = mu + var.sqrt() * e
             zs.append(z.unsqueeze(0).expand(batch, *z.shape))
             kls.append(self.encoder.kl_to_prior(mu, var))
         return torch.cat(zs, dim=0), torch.stack(kls).mean()
+
+    def _objective(self, name: str):
+        """The bound method `name`, through ``torch.compile`` with ``cfg.compiled_update``
+        (compiled once per agent, at its first use)."""
+        fn = getattr(self, name)
+        if not self.cfg.compiled_update:
+            return fn
+        if name not in self._compiled:
+            self._compiled[name] = torch.compile(fn)
+        return self._compiled[name]
 
     def _step(self, opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
         opt.zero_grad(set_to_none=True)
@@ -539,31 +589,25 @@ class DiscreteSACAgent(nn.Module):
         idx = joint_index(action, spec).unsqueeze(-1)  # (B, U, 1)
         act = one_hot_actions(action, spec) if cfg.pooled else None
         lat = self._t(_known_latency(cat))
-        z, kl = self._batch_z(contexts, bsz)
-        zd = None if z is None else z.detach()
+        y = lat.clamp_min(1e-6).log() if cfg.log_latency_critic else -lat * cfg.reward_scale
+        inputs, eps = self._z_noise(contexts) if self.encoder is not None else (None, None)
         xi = self.log_temperature.exp().detach()
 
-        raws = [c.values(obs, act, z) for c in self.critics]
-        y = lat.clamp_min(1e-6).log() if cfg.log_latency_critic else -lat * cfg.reward_scale
-        preds = [r.gather(-1, idx).squeeze(-1) for r in raws]
-        critic_loss = _finite("critic loss", sum(((p - y) ** 2).mean() for p in preds))
-        q_all = self.user_values(raws[0].detach())
-        for r in raws[1:]:  # twin critics: the pessimistic one (as `joint_values`)
-            q_all = torch.min(q_all, self.user_values(r.detach()))
-        total = critic_loss
+        total, critic_loss, kl, z, pred, raws = self._objective("_joint_critic_objective")(
+            obs, act, idx, y, inputs, eps, bsz)
+        zd = None if z is None else z.detach()
+        _finite("critic loss", critic_loss)
         diag = {"critic_loss": float(critic_loss.detach()),
-                "q_mean": float(self.user_values(preds[0].detach()).mean())}
+                "q_mean": float(self.user_values(pred).mean())}
         if kl is not None:
-            kl_loss = _finite("KL loss", cfg.kl_weight * kl)
-            total = total + kl_loss
+            _finite("KL loss", cfg.kl_weight * kl)
             diag["kl"] = float(kl.detach())
         self._step(self.critic_opt, total)
 
-        need_pi = epoch % lambda1 == 0 or epoch % lambda2 == 0
-        if need_pi:
-            logp = torch.log_softmax(self.actor(obs, zd), dim=-1)  # (B, U, J)
-            p = logp.exp()
-            ent_u = -(p * logp).sum(-1)  # (B, U)
+        if epoch % lambda2 == 0:
+            a_loss, ent_u = self._objective("_joint_actor_objective")(obs, zd, raws, xi)
+        elif epoch % lambda1 == 0:
+            ent_u = self._joint_policy(obs, zd)[2]
         if epoch % lambda1 == 0:
             t_loss = _finite("temperature loss",
                              (self.log_temperature.exp()
@@ -572,13 +616,42 @@ class DiscreteSACAgent(nn.Module):
             self._step(self.temperature_opt, t_loss)
             diag["temperature_loss"] = float(t_loss.detach())
         if epoch % lambda2 == 0:
-            a_loss = (p * (xi * logp - q_all)).sum(-1).mean()
             self._step(self.actor_opt, _finite("actor loss", a_loss))
             # no soft_update: with gamma = 0 no target network enters any loss
             diag.update(actor_loss=float(a_loss.detach()),
                         entropy=float(ent_u.detach().sum(-1).mean()))
         diag["temperature"] = self.temperature
         return diag
+
+    def _joint_critic_objective(self, obs: torch.Tensor, act: torch.Tensor | None,
+                                idx: torch.Tensor, y: torch.Tensor, inputs: list | None,
+                                eps: list[torch.Tensor] | None, batch: int):
+        """The critics' regression on the taken joint actions plus beta * KL (the encoder's
+        loss): (total, critic loss, KL or None, z or None, the first critic's taken-action
+        outputs and every critic's outputs, both detached). Pure tensor code: `_objective` may
+        compile it."""
+        z, kl = (None, None) if inputs is None else self._z_and_kl(inputs, eps, batch)
+        raws = [c.values(obs, act, z) for c in self.critics]
+        preds = [r.gather(-1, idx).squeeze(-1) for r in raws]
+        critic_loss = sum(((p - y) ** 2).mean() for p in preds)
+        total = critic_loss if kl is None else critic_loss + self.cfg.kl_weight * kl
+        return total, critic_loss, kl, z, preds[0].detach(), [r.detach() for r in raws]
+
+    def _joint_policy(self, obs: torch.Tensor, zd: torch.Tensor | None):
+        """The joint actor's log-probabilities and probabilities (B, U, J) and entropies (B, U)."""
+        logp = torch.log_softmax(self.actor(obs, zd), dim=-1)
+        p = logp.exp()
+        return logp, p, -(p * logp).sum(-1)
+
+    def _joint_actor_objective(self, obs: torch.Tensor, zd: torch.Tensor | None,
+                               raws: list[torch.Tensor], xi: torch.Tensor):
+        """E_{a~pi_u}[xi log pi_u(a) - q_u(a)], summed exactly over the joint actions, with q_u
+        the pessimistic critic's (detached) values; and the users' entropies (B, U)."""
+        logp, p, ent_u = self._joint_policy(obs, zd)
+        q_all = self.user_values(raws[0])
+        for r in raws[1:]:  # twin critics: the pessimistic one (as `joint_values`)
+            q_all = torch.min(q_all, self.user_values(r))
+        return (p * (xi * logp - q_all)).sum(-1).mean(), ent_u
 
     def actor_loss(self, obs: torch.Tensor,
                    z: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
