@@ -425,3 +425,17 @@ def test_compiled_update_needs_the_joint_actor_and_keeps_eager_keys() -> None:
     text = json.dumps({"method": "pearl", "profile": payload, "seed": 0, "task_seed": 0,
                        "version": CHECKPOINT_VERSION}, sort_keys=True, default=str)
     assert config_hash("pearl", off, 0, 0) == hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def test_compiled_update_without_a_cpp_compiler_says_so(monkeypatch) -> None:
+    """No compiler: a plain error naming the way out, before inductor fails deep inside."""
+    import ecmeta_lib.agents.sac as sac_module
+
+    env = EdgeCloudEnv(condition="T1", config=SMALL)
+    agent = DiscreteSACAgent(ActionSpec.from_env(env), replace(JOINT, compiled_update=True),
+                             seed=0)
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr(sac_module.shutil, "which", lambda name: None)
+    with pytest.raises(RuntimeError, match=r"no C\+\+ compiler.*compiled_update=False"):
+        agent._objective("_joint_critic_objective")
+    assert not agent._compiled

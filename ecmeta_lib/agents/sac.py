@@ -39,6 +39,8 @@ from __future__ import annotations
 
 import copy
 import math
+import os
+import shutil
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -57,6 +59,17 @@ from .networks import (
     split_joint_index,
     user_entropy_and_probs,
 )
+
+
+def _require_cpp_compiler() -> None:
+    """torch.compile's CPU backend builds C++; without a compiler it fails deep inside inductor,
+    so say so first, with the way out."""
+    names = [os.environ["CXX"]] if os.environ.get("CXX") else ["g++", "c++", "clang++"]
+    if not any(shutil.which(n) for n in names):
+        raise RuntimeError(
+            f"compiled_update=True compiles the update to C++ on the CPU, but no C++ compiler "
+            f"was found (looked for {', '.join(names)}; set CXX to choose one): install one "
+            "(e.g. g++) or train with agent.compiled_update=False (eager PyTorch, same algorithm)")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -455,6 +468,8 @@ class DiscreteSACAgent(nn.Module):
         if not self.cfg.compiled_update:
             return fn
         if name not in self._compiled:
+            if self.device.type == "cpu":
+                _require_cpp_compiler()
             self._compiled[name] = torch.compile(fn)
         return self._compiled[name]
 
