@@ -66,7 +66,7 @@ reproduce: $(STAMP)
 	$(BIN)/python tools/run_notebooks.py --profile $(PROFILE) --out $(PUBLISHED) \
 		--figures-dir figures --provenance figures/PROVENANCE.md
 
-# The ablation study of notebook 06 at the quick size: ~120 runs, ~5-6 hours on 2 cores (cached);
+# The ablation study of notebook 06 at the quick size: 123 runs, ~2.5-3 hours on 2 cores (cached);
 # then `make reproduce` shows it.
 ablations: $(STAMP)
 	$(BIN)/python -m ecmeta_lib ablate --profile $(PROFILE) --ablations all \
