@@ -571,9 +571,13 @@ class DiscreteSACAgent(nn.Module):
         """Every user's value (reward units) of each of its joint actions, (B, U, prod(heads)):
         the pessimistic twin's, as the actor loss uses; ``action`` (one-hots) only feeds the
         pooled load features."""
-        q = self.user_values(self.critics[0].values(obs, action, z))
-        for c in self.critics[1:]:
-            q = torch.min(q, self.user_values(c.values(obs, action, z)))
+        return self._pessimistic_values([c.values(obs, action, z) for c in self.critics])
+
+    def _pessimistic_values(self, raws: list[torch.Tensor]) -> torch.Tensor:
+        """Per-user values of the critics' outputs `raws`, the minimum over twins."""
+        q = self.user_values(raws[0])
+        for r in raws[1:]:
+            q = torch.min(q, self.user_values(r))
         return q
 
     def predicted_latency(self, obs: torch.Tensor, action: torch.Tensor,
@@ -663,9 +667,7 @@ class DiscreteSACAgent(nn.Module):
         """E_{a~pi_u}[xi log pi_u(a) - q_u(a)], summed exactly over the joint actions, with q_u
         the pessimistic critic's (detached) values; and the users' entropies (B, U)."""
         logp, p, ent_u = self._joint_policy(obs, zd)
-        q_all = self.user_values(raws[0])
-        for r in raws[1:]:  # twin critics: the pessimistic one (as `joint_values`)
-            q_all = torch.min(q_all, self.user_values(r))
+        q_all = self._pessimistic_values(raws)
         return (p * (xi * logp - q_all)).sum(-1).mean(), ent_u
 
     def actor_loss(self, obs: torch.Tensor,
