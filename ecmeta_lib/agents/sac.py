@@ -179,7 +179,7 @@ class SACConfig:
     reproducible but not bit-identical to ``compiled_update=False``. On small networks an eager
     update spends a large share in elementwise memory passes (ReLU backward, bias copies and
     sums, the optimiser's per-tensor ops) between its matrix products; fused, more of it goes to
-    them (``make bench``). A process's first update compiles (~20 s on 2 cores; inductor caches
+    them (``make bench``). A process's first update compiles (~30 s on 2 cores; inductor caches
     the result on disk for later processes)."""
 
     def __post_init__(self) -> None:
