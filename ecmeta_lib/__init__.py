@@ -17,6 +17,7 @@ from .config import ConditionConfig, EnvConfig, SystemConfig
 from .env import ENV_ID, EdgeCloudEnv
 from .evaluation import EvalResult, Policy, bootstrap_ci, compare, evaluate
 from .knapsack import solve_p2
+from .lifecycle import LIFECYCLE_ENV_ID, EdgeCloudLifecycleEnv, ScenarioConfig, make_scenario
 
 # The function `oracle` rebinds the attribute `ecmeta_lib.oracle` (public contract: the call is
 # `ecmeta_lib.oracle(...)`); the module stays importable as `from ecmeta_lib.oracle import ...`.
@@ -36,17 +37,22 @@ __version__ = "0.1.0"
 
 if ENV_ID not in gym.registry:
     gym.register(id=ENV_ID, entry_point="ecmeta_lib.env:EdgeCloudEnv")
+if LIFECYCLE_ENV_ID not in gym.registry:
+    gym.register(id=LIFECYCLE_ENV_ID, entry_point="ecmeta_lib.lifecycle:EdgeCloudLifecycleEnv")
 
-# Training pulls in torch; load it only when one of its names is asked for.
-_TRAINING_NAMES = ("METHODS", "PROFILES", "Profile", "adaptation_curve", "get_profile",
-                   "load_agent", "train")
+# Profiles are torch-free; training and the learned policies pull in torch, so they load only
+# when one of their names is asked for.
+_LAZY_NAMES = {"METHODS": "profiles", "PROFILES": "profiles", "Profile": "profiles",
+               "get_profile": "profiles", "adaptation_curve": "agent_policies",
+               "load_agent": "checkpoints", "train": "training"}
+_TRAINING_NAMES = tuple(_LAZY_NAMES)
 
 
 def __getattr__(name: str):
-    if name in _TRAINING_NAMES:
-        from . import training
+    if name in _LAZY_NAMES:
+        from importlib import import_module
 
-        return getattr(training, name)
+        return getattr(import_module(f".{_LAZY_NAMES[name]}", __name__), name)
     raise AttributeError(f"module 'ecmeta_lib' has no attribute {name!r}")
 
 
@@ -58,4 +64,5 @@ __all__ = [*_TRAINING_NAMES,
     "BlindGreedyPolicy", "EvalResult", "GreedyPolicy", "IdentifyGreedyPolicy", "LocalPolicy",
     "NearestPolicy", "OracleResult", "Policy", "RandomPolicy", "bootstrap_ci", "compare",
     "evaluate", "oracle",
+    "LIFECYCLE_ENV_ID", "EdgeCloudLifecycleEnv", "ScenarioConfig", "make_scenario",
 ]

@@ -278,6 +278,17 @@ class TwinIdentifier:
         self._acc_n[u, ds, model] += 1
         self.n_slots += 1
 
+    def forget(self, users: np.ndarray) -> None:
+        """Drop everything recorded for `users` ((U,) bool mask or user indices): their twin
+        returns to the prior until new telemetry arrives (a per-user re-synchronisation, e.g.
+        after an upgrade of their AI service functions). Other users and `n_slots` are kept."""
+        idx = np.asarray(users)
+        if idx.dtype == bool and idx.shape != self._flop_n.shape[:1]:
+            raise ValueError(f"users mask must have shape {self._flop_n.shape[:1]}, "
+                             f"got {idx.shape}")
+        for arr in (self._flop_sum, self._flop_n, self._acc_sum, self._acc_n):
+            arr[idx] = 0
+
     def estimate(self) -> TwinEstimate:
         """The condition the telemetry so far identifies (the prior where it says nothing)."""
         prior = self.prior
