@@ -119,6 +119,10 @@ def make_task_set(seed: int, system_cfg: SystemConfig | None = None,
                   condition_cfg: ConditionConfig | None = None) -> TaskSet:
     """Build the static system, the six DT conditions and T1-T3 from one integer seed.
 
+    ``condition_cfg.source`` picks the conditions: "uniform" (`sample_condition`,
+    `upgrade_condition`) or "catalogue" (published models, `catalogue.catalogue_task_conditions`:
+    twin families for the DTs, held-out families for T1-T3).
+
     Independent child streams (numpy SeedSequence.spawn) keep each part stable when another part's
     draws change: the system, the three base conditions, the upgrades and the test conditions.
     """
@@ -131,6 +135,11 @@ def make_task_set(seed: int, system_cfg: SystemConfig | None = None,
     u, f = scfg.n_users, scfg.n_models
     base_rng, upg_rng = np.random.default_rng(base_ss), np.random.default_rng(upg_ss)
     test_rng = np.random.default_rng(test_ss)
+    if ccfg.source == "catalogue":  # published models (ecmeta_lib.catalogue), same streams
+        from .catalogue import catalogue_task_conditions
+        drawn = catalogue_task_conditions(base_rng, upg_rng, test_rng, u, f, ccfg)
+        return TaskSet(seed=int(seed), system=system,
+                       conditions={n: c.condition for n, c in drawn.items()})
     g1, g2, g3 = (sample_condition(base_rng, u, f, ccfg, name=n) for n in ("G1", "G2", "G3"))
     g1p = upgrade_condition(upg_rng, g1, ccfg, name="G1'")
     g1pp = upgrade_condition(upg_rng, g1p, ccfg, name="G1''")
@@ -158,6 +167,13 @@ def with_twin_samples(task_set: TaskSet, n: int, condition_cfg: ConditionConfig 
     ccfg = condition_cfg or ConditionConfig()
     rng = np.random.default_rng(np.random.SeedSequence(task_set.seed).spawn(5)[4])
     u, f = task_set.system.local_flops.shape[0], next(iter(task_set.conditions.values())).n_models
-    extra = {name: sample_condition(rng, u, f, ccfg, name=name) for name in twin_sample_names(n)}
+    if ccfg.source == "catalogue":  # twin families only, any published weights generation
+        from .catalogue import sample_catalogue_condition
+        extra = {name: sample_catalogue_condition(rng, u, f, ccfg, name, split="twin",
+                                                  random_generation=True).condition
+                 for name in twin_sample_names(n)}
+    else:
+        extra = {name: sample_condition(rng, u, f, ccfg, name=name)
+                 for name in twin_sample_names(n)}
     return TaskSet(seed=task_set.seed, system=task_set.system,
                    conditions={**task_set.conditions, **extra})
