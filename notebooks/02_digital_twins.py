@@ -265,3 +265,68 @@ print(f"test conditions: {', '.join(TEST_NAMES)}; mean oracle latency "
       f"{per_condition.loc[list(TEST_NAMES), 'oracle_latency_s'].mean() * 1e3:.1f} ms on the "
       f"tests vs {per_condition.loc[list(DT_NAMES), 'oracle_latency_s'].mean() * 1e3:.1f} ms "
       f"on the DTs")
+
+# %% [markdown]
+# ## 7. Conditions from published models: the catalogue source
+#
+# `ConditionConfig(source="catalogue")` replaces the uniform draws by real image classifiers:
+# `ecmeta_lib/data/model_catalogue.csv` holds 11 families as torchvision publishes them
+# (ImageNet-1K top-1, GFLOPs per inference, weight-file size, input crop; provenance in
+# `ecmeta_lib/data/PROVENANCE.md`). Each AiSF serves one family with three of its sizes, light
+# to heavy, mapped as **(ours)**: $\rho$ = GFLOPs·1e9 / (input_px² · 3 channels · 8 bit) FLOP
+# per bit, $R$ = the weight file rounded up to whole MB (no activations), $a$ = top-1, $\gamma$ as
+# above. An upgrade is a published event: newer weights of the same architecture (arrows below:
+# accuracy up, compute unchanged) or a move to the family's successor (ResNet → ConvNeXt,
+# MNASNet → EfficientNet → EfficientNetV2). The DTs draw *twin* families; T1-T3 draw *test*
+# families the twins never see.
+
+# %%
+from ecmeta_lib.catalogue import load_catalogue
+
+catalogue = load_catalogue()
+fig, ax = plt.subplots(figsize=(9, 5))
+for i, (family, rows) in enumerate(catalogue.groupby("family", sort=False)):
+    colour, marker = f"C{i % 10}", "o" if rows.split.iloc[0] == "twin" else "s"
+    first = rows[rows.generation == 1]
+    ax.plot(first.gflops, first.top1_pct, marker=marker, ms=5, lw=1, color=colour,
+            label=f"{family} ({rows.split.iloc[0]})")
+    for new in rows[rows.generation > 1].itertuples():
+        old = rows[(rows.model == new.model) & (rows.weights == new.upgrade_of)].iloc[0]
+        ax.annotate("", xy=(new.gflops, new.top1_pct), xytext=(old.gflops, old.top1_pct),
+                    arrowprops={"arrowstyle": "->", "color": colour, "lw": 1.2})
+ax.set(xscale="log", xlabel="GFLOPs per inference (log)", ylabel="ImageNet-1K top-1 (%)",
+       title="The model catalogue: sizes (lines), weight upgrades (arrows); squares held out")
+ax.legend(fontsize=7, ncol=2, loc="lower right")
+fig.tight_layout()
+fig.savefig(FIG / "02_catalogue.png", bbox_inches="tight")
+plt.show()
+
+# %%
+# the named conditions of the same seed from each source
+cat_set = make_task_set(seed, condition_cfg=ConditionConfig(source="catalogue"))
+source_rows = []
+for source, ts in (("uniform", task_set), ("catalogue", cat_set)):
+    for name in CONDITION_NAMES:
+        c = ts[name]
+        source_rows.append({
+            "source": source, "condition": name,
+            "rho_min": c.flop_per_bit.min(), "rho_median": np.median(c.flop_per_bit),
+            "rho_max": c.flop_per_bit.max(), "memory_min_mb": c.memory_mb.min(),
+            "memory_max_mb": c.memory_mb.max(), "accuracy_min": c.peak_accuracy.min(),
+            "accuracy_mean": c.peak_accuracy.mean(), "accuracy_max": c.peak_accuracy.max()})
+print("rho in FLOP/bit, memory in MB, peak accuracy in %:")
+print(pd.DataFrame(source_rows).set_index(["source", "condition"]).round(1).to_string())
+
+# %%
+# which models four AiSFs serve, and what two upgrade events make of them
+from ecmeta_lib.catalogue import sample_catalogue_condition, upgrade_catalogue_condition
+
+cat_cfg = ConditionConfig(source="catalogue", upgrade_prob=1.0)
+rng = np.random.default_rng(seed)
+steps = [sample_catalogue_condition(rng, 4, 3, cat_cfg, "base")]
+for label in ("upgrade 1", "upgrade 2"):
+    steps.append(upgrade_catalogue_condition(rng, steps[-1], cat_cfg, label))
+models = pd.concat([s.table(catalogue).assign(step=s.condition.name) for s in steps])
+models["model"] = models.model + " " + models.weights.str.replace("IMAGENET1K_", "")
+print(models.pivot_table(index=["user", "step"], columns="j", values="model", aggfunc="first",
+                         sort=False).to_string())
