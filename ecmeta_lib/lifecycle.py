@@ -277,6 +277,11 @@ def make_scenario(task_set: TaskSet, scenario_seed: int,
     ccfg = condition_config or ConditionConfig()
     if not isinstance(ccfg, ConditionConfig):
         raise TypeError(f"condition_config must be a ConditionConfig, got {type(ccfg).__name__}")
+    source = getattr(ccfg, "source", "uniform")
+    if source != "uniform":  # the events use the uniform draws; no catalogue upgrades yet
+        raise NotImplementedError(f"make_scenario draws upgrades and replacements from the "
+                                  f"uniform ranges only; condition source {source!r} is not "
+                                  "supported yet")
     ev_ss, up_ss, start_ss, state_ss = np.random.SeedSequence(seed).spawn(4)
     ref = task_set[TEST_NAMES[0]]
     n_users, n_models = ref.n_users, ref.n_models
