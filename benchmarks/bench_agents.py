@@ -36,7 +36,7 @@ from torch import nn
 
 from ecmeta_lib.agents import ActionSpec, DiscreteSACAgent
 from ecmeta_lib.env import EdgeCloudEnv
-from ecmeta_lib.training import get_profile
+from ecmeta_lib.profiles import get_profile
 
 
 def linear_flops(module: nn.Module, rows_per_sample: int) -> float:
@@ -47,23 +47,23 @@ def linear_flops(module: nn.Module, rows_per_sample: int) -> float:
 
 def update_flops(agent: DiscreteSACAgent, n: int, n_ctx: int, lambda1: int, lambda2: int) -> float:
     """Analytic FLOPs of one epoch (n = K' * batch samples, n_ctx context transitions in all)."""
-    rows = agent.spec.n_users if agent.cfg.arch == "structured" else 1
+    rows = agent.spec.n_users if agent.cfg.net.arch == "structured" else 1
     fa, fc = linear_flops(agent.actor, rows), linear_flops(agent.critic1, rows)
     enc = 0.0
     if agent.encoder is not None:  # the per-user encoder runs once per (transition, user)
-        enc_rows = agent.spec.n_users if agent.cfg.latent_per_user else 1
+        enc_rows = agent.spec.n_users if agent.cfg.encoder.latent_per_user else 1
         enc = 3 * linear_flops(agent.encoder, enc_rows) * n_ctx
-    if agent.cfg.joint_actor:
+    if agent.cfg.actor.joint_actor:
         # one pass per critic gives every joint action's value (reused by the actor loss);
         # the actor runs forward when the temperature or the actor steps, backward for the actor
         both = math.lcm(lambda1, lambda2)
         pi_forward = 1 / lambda1 + 1 / lambda2 - 1 / both
         return 3 * len(agent.critics) * fc * n + enc + fa * n * pi_forward + 2 * fa * n / lambda2
     total = 3 * 2 * fc * n  # twin critics, forward + backward
-    if agent.cfg.gamma > 0:
+    if agent.cfg.critic.gamma > 0:
         total += (fa + 2 * fc) * n  # target actor and target critics, forward only
     if agent.encoder is not None:  # the per-user encoder runs once per (transition, user)
-        enc_rows = agent.spec.n_users if agent.cfg.latent_per_user else 1
+        enc_rows = agent.spec.n_users if agent.cfg.encoder.latent_per_user else 1
         total += 3 * linear_flops(agent.encoder, enc_rows) * n_ctx
     total += fa * n / lambda1  # temperature: actor forward, no grad
     total += (3 * fa + 3 * 2 * fc) * n / lambda2  # actor loss through actor and both critics
@@ -85,8 +85,7 @@ def setup(profile_name: str, eager: bool = False):
     (``eager``: with the profile's compiled update switched off)."""
     prof = get_profile(profile_name)
     if eager:
-        prof = dataclasses.replace(prof, agent=dataclasses.replace(prof.agent,
-                                                                   compiled_update=False))
+        prof = dataclasses.replace(prof, agent=prof.agent.with_(compiled_update=False))
     spec = ActionSpec.from_env(EdgeCloudEnv(config=prof.env))
     agent = DiscreteSACAgent(spec, prof.agent, seed=0)  # PEARL's agent (with encoder)
     rng = np.random.default_rng(0)
@@ -131,9 +130,9 @@ def bench(profile_name: str, n_updates: int, blocks: int, eager: bool = False) -
         ratios.append(flops / dt / 1e9 / peak)
     dt, ratio = float(np.median(seconds)), float(np.median(ratios))
     label = profile_name + (", eager" if eager else "")
-    mode = "compiled" if prof.agent.compiled_update else "eager"
-    print(f"[{label}] {torch.get_num_threads()} thread(s), arch={prof.agent.arch} "
-          f"hidden={prof.agent.hidden}x{prof.agent.n_layers} batch={kp}x{b} {mode}: "
+    mode = "compiled" if prof.agent.optim.compiled_update else "eager"
+    print(f"[{label}] {torch.get_num_threads()} thread(s), arch={prof.agent.net.arch} "
+          f"hidden={prof.agent.net.hidden}x{prof.agent.net.n_layers} batch={kp}x{b} {mode}: "
           f"{1 / dt:8.2f} updates/s, {flops / 1e9:7.3f} GFLOP/update, "
           f"{flops / dt / 1e9:6.1f} GFLOP/s -> {100 * ratio:5.1f} % of matmul "
           f"(median of {blocks} alternating blocks; range {100 * min(ratios):.1f}-"

@@ -30,7 +30,7 @@ from pathlib import Path
 import pandas as pd
 
 from ecmeta_lib import executors, runner
-from ecmeta_lib.training import METHODS
+from ecmeta_lib.profiles import METHODS
 
 
 def _sum_of_runs(table: pd.DataFrame) -> float:

@@ -40,16 +40,19 @@ if ENV_ID not in gym.registry:
 if LIFECYCLE_ENV_ID not in gym.registry:
     gym.register(id=LIFECYCLE_ENV_ID, entry_point="ecmeta_lib.lifecycle:EdgeCloudLifecycleEnv")
 
-# Training pulls in torch; load it only when one of its names is asked for.
-_TRAINING_NAMES = ("METHODS", "PROFILES", "Profile", "adaptation_curve", "get_profile",
-                   "load_agent", "train")
+# Profiles are torch-free; training and the learned policies pull in torch, so they load only
+# when one of their names is asked for.
+_LAZY_NAMES = {"METHODS": "profiles", "PROFILES": "profiles", "Profile": "profiles",
+               "get_profile": "profiles", "adaptation_curve": "agent_policies",
+               "load_agent": "checkpoints", "train": "training"}
+_TRAINING_NAMES = tuple(_LAZY_NAMES)
 
 
 def __getattr__(name: str):
-    if name in _TRAINING_NAMES:
-        from . import training
+    if name in _LAZY_NAMES:
+        from importlib import import_module
 
-        return getattr(training, name)
+        return getattr(import_module(f".{_LAZY_NAMES[name]}", __name__), name)
     raise AttributeError(f"module 'ecmeta_lib' has no attribute {name!r}")
 
 

@@ -29,7 +29,7 @@ def _address(text: str) -> str:
 
 def _parser() -> argparse.ArgumentParser:
     from .ablations import HELDOUT_TASK_SEED
-    from .training import METHODS
+    from .profiles import METHODS
 
     p = argparse.ArgumentParser(prog="python -m ecmeta_lib", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -101,7 +101,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _ablate(args: argparse.Namespace) -> int:
     from . import ablations, executors, plots, runner
-    from .training import get_profile
+    from .profiles import get_profile
 
     prof = get_profile(args.profile)
     if args.list:
@@ -178,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 task_seed=args.task_seed)
         finals = runner.load_finals(table)
         from . import claims
-        from .training import get_profile
+        from .profiles import get_profile
 
         prof = get_profile(args.profile)
         curves = runner.load_curves(table)

@@ -2,11 +2,11 @@
 
 An `Ablation` is a named set of overrides (`tuning.apply_overrides` keys: ``agent.FIELD`` or a
 profile field) in two parts: ``switch``, the design choice itself set to its "off" value, and
-``coupled``, the fields that must go with it because `SACConfig` refuses the combination
-otherwise (``joint_actor`` and ``log_latency_critic`` need ``per_user_reward`` and ``gamma = 0``;
-``twin_critics=False`` needs ``joint_actor``; ``encoder_decisions`` needs ``latent_per_user``;
-the per-user options need ``arch='structured'``). Everything else stays at the base profile's
-value, so an ablation measures one choice against the default.
+``coupled``, the fields a design reason ties to it (the per-user embedding returns with the
+global z, the flat networks read pooled inputs). The fields that must go because the agent's
+compatibility rules refuse the combination are not listed here: `SACConfig.switch` applies
+them from the one place they live (`ecmeta_lib.agents.config.RULES`). Everything else stays at
+the base profile's value, so an ablation measures one choice against the default.
 
 A choice that validation switched off in a profile is kept in the registry as its reverse
 (``context_size_sampling_on``), so the study still measures it against the default.
@@ -56,7 +56,7 @@ class Ablation:
     what: str
     """What is switched off, and why the coupled fields go with it (one line)."""
     coupled: dict[str, Any] = field(default_factory=dict)
-    """Fields that must change with the switch for the config to be valid."""
+    """Fields a design reason ties to the switch (the rules' couplings come on top)."""
     pearl_only: bool = False
     """The choice lives in PEARL's encoder or meta-training: the SAC baselines do not see it."""
     methods: tuple[str, ...] | None = None
@@ -72,21 +72,16 @@ class Ablation:
         return method == "pearl" or not self.pearl_only
 
 
-_SCALAR_CRITIC = {"agent.joint_actor": False, "agent.log_latency_critic": False,
-                  "agent.twin_critics": True, "agent.greedy_critic": False,
-                  "agent.compiled_update": False}
-
 ABLATIONS: dict[str, Ablation] = {a.name: a for a in [
     Ablation("per_user_reward", {"agent.per_user_reward": False},
              "the critic regresses the slot's scalar reward instead of each user's own latency; "
              "the joint actor and the log-latency critic need per-user targets, and without the "
-             "joint actor SAC's twin critics and the eager update return",
-             coupled=dict(_SCALAR_CRITIC)),
+             "joint actor SAC's twin critics and the eager update return"),
     Ablation("per_user_latents", {"agent.latent_per_user": False},
              "one global z from the paper's encoder instead of one z_u per user; the executed-"
              "decision inputs belong to the per-user encoder and go with it, and the per-user "
              "embedding returns (without z_u it is the only way to tell users apart)",
-             coupled={"agent.encoder_decisions": False, "agent.user_embedding": True},
+             coupled={"agent.user_embedding": True},
              pearl_only=True),
     Ablation("encoder_inputs", {"agent.encoder_decisions": False},
              "the per-user encoder reads the requested action and the scaled latency instead of "
@@ -103,12 +98,7 @@ ABLATIONS: dict[str, Ablation] = {a.name: a for a in [
              "flat MLPs over the whole system's vectors (the paper's networks, at the profile's "
              "width) instead of one network shared by the users; every per-user option needs "
              "the structured networks and goes with them",
-             coupled={"agent.per_user_reward": False, "agent.latent_per_user": False,
-                      "agent.joint_actor": False, "agent.log_latency_critic": False,
-                      "agent.encoder_decisions": False, "agent.log_inputs": False,
-                      "agent.tau_zscore": False, "agent.pooled": True,
-                      "agent.twin_critics": True, "agent.greedy_critic": False,
-                      "agent.compiled_update": False}),
+             coupled={"agent.pooled": True}),
     Ablation("kl_weight", {"agent.kl_weight": 0.1},
              "the paper's KL weight beta = 0.1 instead of the profile's smaller one, which keeps "
              "the per-user posteriors from collapsing to the prior", pearl_only=True),
@@ -121,17 +111,14 @@ ABLATIONS: dict[str, Ablation] = {a.name: a for a in [
     Ablation("gamma0", {"agent.gamma": 0.9},
              "the discounted soft Bellman target (gamma = 0.9) instead of the myopic gamma = 0; "
              "the joint actor and the log-latency critic assume gamma = 0, and without the "
-             "joint actor SAC's twin critics and the eager update return",
-             coupled=dict(_SCALAR_CRITIC)),
+             "joint actor SAC's twin critics and the eager update return"),
     Ablation("prior_factor", {"agent.posterior_prior_factor": False},
              "PEARL's plain product of the per-transition factors, without the prior N(0, I) "
              "multiplied in", pearl_only=True),
     Ablation("joint_actor", {"agent.joint_actor": False},
              "three independent heads (DS, TA, MS) per user instead of one categorical over the "
              "joint actions; a single critic, acting on the critic and the compiled update need "
-             "the joint actor, so the twin critics, the actor's mode and eager PyTorch return",
-             coupled={"agent.twin_critics": True, "agent.greedy_critic": False,
-                      "agent.compiled_update": False}),
+             "the joint actor, so the twin critics, the actor's mode and eager PyTorch return"),
     Ablation("log_latency_critic", {"agent.log_latency_critic": False},
              "the per-user critic regresses the scaled latency itself instead of its log"),
     Ablation("log_inputs", {"agent.log_inputs": False},
@@ -150,8 +137,7 @@ ABLATIONS: dict[str, Ablation] = {a.name: a for a in [
     Ablation("unpooled", {"agent.pooled": True},
              "every user's networks also read the mean over users of features and actions "
              "instead of that user's inputs alone; the critic's values then need the slot's "
-             "actions, so acting greedily goes back to the actor's mode",
-             coupled={"agent.greedy_critic": False}),
+             "actions, so acting greedily goes back to the actor's mode"),
     Ablation("greedy_critic", {"agent.greedy_critic": False},
              "acting greedily (evaluation, adaptation, validation) takes the actor's mode "
              "instead of each user's least-latency joint action under its critic"),
@@ -176,7 +162,7 @@ ABLATIONS: dict[str, Ablation] = {a.name: a for a in [
 
 def _get(profile: Any, key: str) -> Any:
     if key.startswith("agent."):
-        return getattr(profile.agent, key[len("agent."):])
+        return profile.agent.flat()[key[len("agent."):]]
     return getattr(profile, key)
 
 
@@ -201,7 +187,7 @@ def variant(base: Any, name: str) -> Any:
     if not is_active(name, base):
         raise ValueError(f"ablation {name!r} is inactive for profile {base.name!r}: "
                          f"{', '.join(f'{k}={v!r}' for k, v in ab.switch.items())} already")
-    return apply_overrides(base, ab.overrides)
+    return apply_overrides(base, ab.overrides, couple=True)
 
 
 def select(names: str | Iterable[str], base: Any | None = None) -> list[str]:
@@ -225,8 +211,8 @@ def active(base: Any) -> list[str]:
 
 def _flat(profile: Any) -> dict[str, Any]:
     d = asdict(profile)
-    agent = d.pop("agent")
-    return {**d, **{f"agent.{k}": v for k, v in agent.items()}}
+    d.pop("agent")
+    return {**d, **{f"agent.{k}": v for k, v in profile.agent.flat().items()}}
 
 
 def changed_fields(base: Any, other: Any) -> dict[str, tuple[Any, Any]]:
@@ -252,7 +238,7 @@ def registry_table(base: Any) -> pd.DataFrame:
     rows = []
     for ab in ABLATIONS.values():
         on = is_active(ab.name, base)
-        diff = changed_fields(base, apply_overrides(base, ab.overrides)) if on else {}
+        diff = changed_fields(base, apply_overrides(base, ab.overrides, couple=True)) if on else {}
         rows.append({
             "ablation": ab.name, "active": on,
             "scope": _scope(ab),

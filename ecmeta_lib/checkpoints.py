@@ -19,8 +19,10 @@ any size (numpy bit-generator states hold 128-bit ints), floats (NaN, inf), tupl
 the marker key `FORMAT_KEY`, so a raw ``torch.load(path, weights_only=True)`` still reads the
 file as the same dict (handy for inspection) and `safe_load` can tell our files from others.
 
-This module sits below ``training`` (which passes its own `Profile` into the allowlist) and
-imports only ``config`` and ``agents``.
+Below the dataclass helpers sit the run's files: `load_checkpoint` (a training checkpoint,
+refused with a `CheckpointError` that says why when it is missing, corrupt or another run's) and
+`load_agent` (the best agent of a finished run). Files written before the agent's config was
+grouped (a flat ``SACConfig``, ``training.Profile``) still load: `LEGACY_TYPES` rebuilds them.
 """
 
 from __future__ import annotations
@@ -36,16 +38,31 @@ from typing import Any
 import numpy as np
 import torch
 
-from .agents import ActionSpec, SACConfig
+from .agents.config import (
+    ActorConfig,
+    CriticConfig,
+    EncoderConfig,
+    NetworkConfig,
+    OptimConfig,
+    SACConfig,
+)
+from .agents.networks import ActionSpec
+from .cache import KEY_VERSION, run_key
 from .config import ConditionConfig, EnvConfig, SystemConfig
+from .profiles import Profile
 
 FORMAT_KEY = "__ecmeta_format__"
 """Key of the top-level dict holding the format version (absent: not one of our files)."""
 FORMAT_VERSION = 1
 TAG = "__ecmeta__"
 """Key that marks an encoded (tagged) value; a user dict may not use it."""
-DATACLASSES: tuple[type, ...] = (SACConfig, ActionSpec, EnvConfig, SystemConfig, ConditionConfig)
-"""The dataclasses every checkpoint may rebuild (callers add their own, e.g. `Profile`)."""
+DATACLASSES: tuple[type, ...] = (SACConfig, NetworkConfig, CriticConfig, ActorConfig,
+                                 EncoderConfig, OptimConfig, ActionSpec, EnvConfig, SystemConfig,
+                                 ConditionConfig, Profile)
+"""The dataclasses every checkpoint may rebuild."""
+LEGACY_TYPES: dict[str, Any] = {"ecmeta_lib.agents.sac.SACConfig": SACConfig.from_flat,
+                                "ecmeta_lib.training.Profile": Profile}
+"""Type names of files written before a move, and what rebuilds them from their fields."""
 _NUMERIC_KINDS = "biufc"  # bool, int, uint, float, complex: raw bytes + dtype string are exact
 _KEY_TYPES = (str, int)
 
@@ -108,7 +125,10 @@ def encode(obj: Any, where: str = "state") -> Any:
 
 def decode(obj: Any, allowed: Iterable[type] = DATACLASSES, where: str = "state") -> Any:
     """Inverse of `encode`: rebuild tagged values; dataclasses only from `allowed`."""
-    registry = {_type_name(cls): cls for cls in allowed}
+    allowed = tuple(allowed)
+    registry: dict[str, Any] = {_type_name(cls): cls for cls in allowed}
+    registry.update({k: v for k, v in LEGACY_TYPES.items()
+                     if getattr(v, "__self__", v) in allowed})
     return _decode(obj, registry, where)
 
 
@@ -136,6 +156,8 @@ def _decode(obj: Any, registry: dict[str, type], where: str) -> Any:
                     f"{where}: dataclass {obj['type']!r} is not in the allowlist "
                     f"({', '.join(sorted(registry)) or 'empty'})")
             values = {k: _decode(v, registry, f"{where}.{k}") for k, v in obj["fields"].items()}
+            if not isinstance(cls, type):  # a legacy builder (`LEGACY_TYPES`)
+                return cls(**values)
             init = {f.name for f in fields(cls) if f.init}
             out = cls(**{k: v for k, v in values.items() if k in init})
             for k, v in values.items():  # init=False fields: restore as saved
@@ -202,3 +224,72 @@ def safe_load(path: Path | str, allowed: Iterable[type] = DATACLASSES) -> dict[s
             f"{FORMAT_VERSION}); delete the run folder to recompute the run")
     state = {k: v for k, v in raw.items() if k != FORMAT_KEY}
     return decode(state, allowed)
+
+
+# ============================================================================================
+# the run's files: training checkpoints and the best agent
+# ============================================================================================
+CHECKPOINT = "checkpoint.pt"
+BEST_AGENT = "agent.pt"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, corrupt, or belongs to another method/profile/config."""
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Load a checkpoint, turning any unreadable file into a clear `CheckpointError`."""
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:  # weights_only: opening a (shared) results folder never runs code
+        state = safe_load(path)
+    except UnsafeCheckpointError as exc:
+        raise CheckpointError(f"checkpoint {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a corrupt file
+        raise CheckpointError(f"checkpoint {path} is corrupt or unreadable: {exc}") from exc
+    if not isinstance(state, dict) or "config_hash" not in state:
+        raise CheckpointError(f"checkpoint {path} is corrupt: missing its config header")
+    return state
+
+
+def run_header(method: str, profile: Profile, seed: int, task_seed: int) -> dict[str, Any]:
+    """What a checkpoint records of its run, and what `check_header` compares."""
+    return {"method": method, "profile": profile.name, "seed": seed, "task_seed": task_seed,
+            "config_hash": run_key(method, profile, seed, task_seed), "version": KEY_VERSION}
+
+
+def check_header(state: dict[str, Any], path: Path, method: str, profile: Profile,
+                 seed: int, task_seed: int) -> None:
+    """Refuse a checkpoint of another run (method, profile, seeds or config)."""
+    want = run_header(method, profile, seed, task_seed)
+    want.pop("version")
+    for key, value in want.items():
+        if state.get(key) != value:
+            raise CheckpointError(
+                f"checkpoint {path} belongs to another run: {key} is {state.get(key)!r}, this "
+                f"run has {value!r}; use a fresh run_dir or delete the checkpoint")
+
+
+def load_agent(run_dir: str | os.PathLike, *, device: str = "cpu"):  # -> DiscreteSACAgent
+    """The best agent a finished run saved in ``run_dir/agent.pt`` (its ``method`` and the run's
+    ``profile`` attached)."""
+    from .agents.sac import DiscreteSACAgent, resolve_device
+
+    path = Path(run_dir) / BEST_AGENT
+    if not path.is_file():
+        raise CheckpointError(f"no trained agent at {path} (has the run finished?)")
+    try:
+        state = safe_load(path)
+    except UnsafeCheckpointError as exc:
+        raise CheckpointError(f"agent file {exc}") from exc
+    except Exception as exc:  # noqa: BLE001
+        raise CheckpointError(f"agent file {path} is corrupt or unreadable: {exc}") from exc
+    try:
+        agent = DiscreteSACAgent(state["spec"], state["agent_config"],
+                                 device=resolve_device(device))
+        agent.load_state_dict(state["model"])
+    except Exception as exc:  # noqa: BLE001
+        raise CheckpointError(f"agent file {path} is corrupt or unreadable: {exc}") from exc
+    agent.method = state["method"]  # type: ignore[attr-defined]
+    agent.profile = state.get("profile")  # type: ignore[attr-defined]  # the run's own system
+    return agent

@@ -142,8 +142,8 @@ class ConditionConfig:
     """Where conditions come from: "uniform" (the draws above, the paper's ranges) or "catalogue"
     (published ImageNet models and their real upgrades, `ecmeta_lib.catalogue`; there only
     `quality_exponent_range` and `upgrade_prob` apply). At its default the field is left out of
-    `dataclasses.fields`/`asdict` of the instance (see `_OmitDefaultSource`), so every config hash,
-    cache key and config.json written before the field existed stays valid. (ours)"""
+    every cache key and config.json (`ecmeta_lib.cache.KEY_SILENT_DEFAULTS`), so those written
+    before the field existed stay valid. (ours)"""
 
     def __post_init__(self) -> None:
         _check_range("flop_per_bit_range", self.flop_per_bit_range, low=1e-9)
@@ -169,33 +169,9 @@ class ConditionConfig:
         return asdict(self)
 
 
-class _OmitDefaultSource:
-    """``ConditionConfig.__dataclass_fields__``: on the class, every field; on an instance whose
-    `source` is the default, every field but `source`.
-
-    `dataclasses.fields(obj)`, `asdict`, `replace` and the checkpoints read the fields of the
-    instance, so a default config serialises exactly as before the field existed: the run keys,
-    the grid's config.json files and every cache key built from the fields are unchanged. A
-    non-default source is serialised, so it gets keys of its own. `__eq__`, `__hash__`,
-    `__repr__` and `__init__` are generated from the class's fields and always see it.
-    """
-
-    def __init__(self, all_fields: dict[str, Any]) -> None:
-        self.all_fields = all_fields
-        self.without_source = {k: v for k, v in all_fields.items() if k != "source"}
-
-    def __get__(self, obj: Any, owner: type | None = None) -> dict[str, Any]:
-        if obj is None or obj.__dict__.get("source", DEFAULT_CONDITION_SOURCE) != \
-                DEFAULT_CONDITION_SOURCE:
-            return self.all_fields
-        return self.without_source
-
-
 CONDITION_SOURCES: tuple[str, ...] = ("uniform", "catalogue")
 """The values of `ConditionConfig.source`."""
 DEFAULT_CONDITION_SOURCE = "uniform"
-ConditionConfig.__dataclass_fields__ = _OmitDefaultSource(  # type: ignore[assignment, misc]
-    ConditionConfig.__dict__["__dataclass_fields__"])
 
 
 @dataclass(frozen=True)

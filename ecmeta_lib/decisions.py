@@ -128,19 +128,21 @@ def grid_decisions(table: pd.DataFrame, profile: str, *, results_root: Any = "re
     policy (PEARL adapted with the profile's ``eval_context`` transitions, as in final.csv), the
     runner's yardsticks and the oracle, on final.csv's slots (``FINAL_SEED``, ``final_slots``).
     Cached in ``results/<profile>/decisions-<hash>.csv.gz``."""
-    import hashlib
-    import os
     from pathlib import Path
 
     from . import runner
+    from .agent_policies import make_policy
+    from .cache import digest, write_csv
+    from .checkpoints import load_agent
     from .conditions import TEST_NAMES, make_task_set
-    from .training import FINAL_SEED, get_profile, load_agent, make_policy
+    from .evaluation import FINAL_SEED
+    from .profiles import get_profile
 
     prof = get_profile(profile)
     done = table[table.done]
     sticks = runner.yardsticks(profile)
-    key = hashlib.sha256(("|".join(sorted(done.run_id)) + "|" + "|".join(
-        type(p).__name__ for p in sticks) + f"|{task_seed}|v1").encode()).hexdigest()[:10]
+    key = digest({"runs": sorted(done.run_id), "policies": [type(p).__name__ for p in sticks],
+                  "task_seed": task_seed, "version": 1})
     path = Path(results_root) / profile / f"decisions-{key}.csv.gz"
     if path.exists():
         return pd.read_csv(path)
@@ -154,8 +156,5 @@ def grid_decisions(table: pd.DataFrame, profile: str, *, results_root: Any = "re
         policies[p.name] = [p]
     out = decisions_table(policies, TEST_NAMES, n_slots=prof.final_slots, seed=FINAL_SEED,
                           task_set=task_set, config=prof.env)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    out.to_csv(tmp, index=False, compression="gzip")
-    os.replace(tmp, path)
+    write_csv(path, out, compression="gzip")
     return out

@@ -23,7 +23,18 @@ from .conditions import Condition, TaskSet, make_task_set
 from .config import EnvConfig
 from .env import EdgeCloudEnv
 from .oracle import oracle as _oracle
+from .rollout import rollout
 from .system import System
+
+# The study's slot streams: one seed per purpose, common to every method.
+CURVE_SEED = 1_000
+"""Slot-state seed of every learning-curve evaluation on T1-T3 (common to all methods)."""
+VALIDATION_SEED = 2_000
+"""Slot-state seed of the validation on the agent's own training conditions."""
+FINAL_SEED = 3_000
+"""Slot-state seed of final.csv, the baselines, the decisions and the adaptation curves."""
+HELDOUT_SEED = 5_000
+"""Slot-state and action seed of the random-action slots the critic's error is measured on."""
 
 
 @runtime_checkable
@@ -185,12 +196,13 @@ def evaluate(policy: Policy, condition: str | Condition, *, n_slots: int, seed: 
     cols = {k: np.empty(n_slots) for k in ("mean_latency_s", "accuracy_violation_rate",
                                            "cloud_share", "local_share", "edge_share",
                                            "overflow_share")}
-    for t in range(n_slots):
+    def solve_oracle(t: int) -> None:  # on the state slot t's action will meet
         if with_oracle and t >= cached.size:
             oracle_lat[t] = _oracle(system, cond, base.user_state, oracle_backend,
                                     table=base.option_table).mean_latency
-        action = np.asarray(policy.act(obs))
-        next_obs, reward, terminated, truncated, info = env.step(action)
+
+    def record(t: int, obs: np.ndarray, action: np.ndarray, reward: float,
+               next_obs: np.ndarray, info: dict[str, Any]) -> None:
         policy.observe(obs, action, reward, next_obs, info)
         place = info["placement"]
         cols["mean_latency_s"][t] = info["mean_latency"]
@@ -199,9 +211,10 @@ def evaluate(policy: Policy, condition: str | Condition, *, n_slots: int, seed: 
         cols["local_share"][t] = float(np.mean(place == 0))
         cols["edge_share"][t] = float(np.mean((place >= 1) & (place <= n_servers)))
         cols["overflow_share"][t] = info["to_cloud"] / place.size
-        obs = next_obs
-        if terminated or truncated:
-            obs, _ = env.reset()  # no seed: the state stream continues (common random numbers)
+
+    # episodes chain without a seed: the state stream continues (common random numbers)
+    rollout(env, n_slots, lambda o: np.asarray(policy.act(o)), obs=obs, before=solve_oracle,
+            after=record)
     if with_oracle and n_slots > cached.size:
         if len(_ORACLE_CACHE) >= _ORACLE_CACHE_MAX and key not in _ORACLE_CACHE:
             _ORACLE_CACHE.pop(next(iter(_ORACLE_CACHE)))  # oldest first

@@ -350,7 +350,7 @@ def target_entropy(profile) -> float:  # noqa: ANN001 - a training.Profile (torc
     """The entropy the temperature steers towards in `profile` (nats, summed over users and
     heads): a fraction of the uniform policy's, or the paper's -3|U|."""
     sys_cfg = profile.env.system
-    te = profile.agent.target_entropy
+    te = profile.agent.actor.target_entropy
     if te == "paper":
         return -3.0 * sys_cfg.n_users
     heads = (sys_cfg.n_methods, sys_cfg.n_servers + 1, sys_cfg.n_models)

@@ -44,7 +44,7 @@ def _flat(obj: Any, prefix: str = "", skip: tuple[str, ...] = ()) -> dict[str, t
 def profile_differences(a: str = "paper", b: str = "quick") -> pd.DataFrame:
     """Every training setting where profiles `a` and `b` differ (agent config included), with the
     field's own description; the environment is the same in every profile and left out."""
-    from .training import get_profile
+    from .profiles import get_profile
 
     pa, pb = get_profile(a), get_profile(b)
     fa = _flat(pa, skip=("env", "name", "description"))
@@ -57,7 +57,7 @@ def profile_differences(a: str = "paper", b: str = "quick") -> pd.DataFrame:
 def shared_choices(a: str = "paper", b: str = "quick") -> pd.DataFrame:
     """Settings equal in both profiles whose description marks them as our choice ("(ours)" or
     "not given"): what even the `paper` profile adds to the paper."""
-    from .training import get_profile
+    from .profiles import get_profile
 
     fa = _flat(get_profile(a), skip=("env", "name", "description"))
     fb = _flat(get_profile(b), skip=("env", "name", "description"))

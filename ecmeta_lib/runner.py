@@ -24,14 +24,13 @@ Runs execute in a local process pool (default) or as Ray tasks on a cluster
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import socket
 import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, is_dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,23 +41,17 @@ from tqdm.auto import tqdm
 
 from . import __version__, executors
 from . import ablations as ablation_registry
+from .agent_policies import adaptation_curve, collect_context
+from .cache import cached_csv, digest, jsonable, run_key, write_csv, write_json
+from .checkpoints import load_agent
 from .conditions import DT_NAMES, TEST_NAMES, make_task_set
 from .env import EdgeCloudEnv
-from .evaluation import evaluate
+from .evaluation import FINAL_SEED, evaluate
 from .paths import figures_path, project_root
 from .policies import BlindGreedyPolicy, GreedyPolicy, IdentifyGreedyPolicy, RandomPolicy
+from .profiles import METHODS, Profile, get_profile
 from .stats import CI_SLOTS, slot_bootstrap_ci
-from .training import (
-    FINAL_SEED,
-    METHODS,
-    Profile,
-    adaptation_curve,
-    collect_context,
-    config_hash,
-    get_profile,
-    load_agent,
-    train,
-)
+from .training import train
 
 DEFAULT_RESULTS = Path("results")
 
@@ -72,21 +65,6 @@ def notebook_paths(results_dir: Path | str | None,
 
 
 ADAPT_CONTEXT = (0, 1, 2, 5, 10, 20, 50)
-
-
-def _jsonable(obj: Any) -> Any:
-    if is_dataclass(obj):
-        return _jsonable(asdict(obj))
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    return obj
-
-
-def _hash(payload: dict[str, Any]) -> str:
-    text = json.dumps(_jsonable(payload), sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
 @dataclass(frozen=True)
@@ -109,14 +87,14 @@ class RunSpec:
 
     def config(self) -> dict[str, Any]:
         cfg = {"method": self.method, "seed": self.seed, "task_seed": self.task_seed,
-               "profile": _jsonable(self.resolved_profile()), "version": __version__}
+               "profile": jsonable(self.resolved_profile()), "version": __version__}
         if self.ablation is not None:  # absent otherwise: the grid's config.json files stay valid
             cfg["ablation"] = self.ablation
         return cfg
 
     @property
     def run_id(self) -> str:
-        key = config_hash(self.method, self.resolved_profile(), self.seed, self.task_seed)
+        key = run_key(self.method, self.resolved_profile(), self.seed, self.task_seed)
         tag = f"-{self.ablation}" if self.ablation is not None else ""
         return f"{self.method}-s{self.seed}{tag}-{key[:10]}"
 
@@ -140,12 +118,6 @@ def validate_grid(profile: str, methods: Sequence[str], seeds: Sequence[int]) ->
         raise ValueError(f"seeds must be non-negative integers, got {bad}")
 
 
-def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(_jsonable(payload), indent=2, sort_keys=True))
-    os.replace(tmp, path)
-
-
 RUN_THREADS = 1
 """Torch CPU threads of one run (and the CPUs a run asks Ray for)."""
 EXECUTORS = ("local", "ray")
@@ -157,7 +129,7 @@ def _progress_hook(path: Path, iterations: int):
     host, pid = socket.gethostname(), os.getpid()
 
     def hook(iteration: int, agent: Any) -> None:
-        _write_json_atomic(path / "progress.json",
+        write_json(path / "progress.json",
                            {"iteration": iteration, "iterations": iterations, "host": host,
                             "pid": pid, "time": time.time()})
     return hook
@@ -174,10 +146,10 @@ def _execute(spec: RunSpec, run_dir: str, device: str) -> dict[str, Any]:
     path.mkdir(parents=True, exist_ok=True)
     cfg_file = path / "config.json"
     if cfg_file.exists():
-        if json.loads(cfg_file.read_text()) != _jsonable(spec.config()):
+        if json.loads(cfg_file.read_text()) != jsonable(spec.config()):
             raise RuntimeError(f"{cfg_file} does not match the run's config; refusing to reuse it")
     else:
-        _write_json_atomic(cfg_file, spec.config())
+        write_json(cfg_file, spec.config())
     start = time.perf_counter()
     profile = spec.resolved_profile()
     result = train(spec.method, profile, spec.seed, path, task_seed=spec.task_seed,
@@ -191,12 +163,10 @@ def _execute(spec: RunSpec, run_dir: str, device: str) -> dict[str, Any]:
                                    config=profile.env)
                   for name in TEST_NAMES]
         out = pd.concat(frames, ignore_index=True).assign(method=spec.method, seed=spec.seed)
-        tmp = path / "adaptation.csv.tmp"
-        out.to_csv(tmp, index=False)
-        os.replace(tmp, path / "adaptation.csv")
+        write_csv(path / "adaptation.csv", out)
     done = {"run_id": spec.run_id, "wall_s": time.perf_counter() - start,
             "resumed_from": result.resumed_from, "host": socket.gethostname()}
-    _write_json_atomic(path / "done.json", done)
+    write_json(path / "done.json", done)
     return done
 
 
@@ -483,19 +453,6 @@ def yardsticks(profile: str) -> list[Any]:
             IdentifyGreedyPolicy(get_profile(profile).eval_context)]
 
 
-def _cached_csv(path: Path, compute: Callable[[], pd.DataFrame]) -> pd.DataFrame:
-    """The CSV at `path`, or `compute()` written there atomically (a killed write leaves no
-    half file that a later call would trust)."""
-    if path.exists():
-        return pd.read_csv(path)
-    out = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    out.to_csv(tmp, index=False)
-    os.replace(tmp, path)
-    return out
-
-
 def baselines(profile: str, *, results_root: Path | str = DEFAULT_RESULTS, task_seed: int = 0,
               seed: int = FINAL_SEED) -> pd.DataFrame:
     """Oracle and the `yardsticks` on T1-T3, cached on disk.
@@ -506,10 +463,10 @@ def baselines(profile: str, *, results_root: Path | str = DEFAULT_RESULTS, task_
     (``ci_kind`` says so)."""
     prof = get_profile(profile)
     sticks = yardsticks(profile)
-    key = _hash({"profile": prof, "task_seed": task_seed, "seed": seed, "version": __version__,
+    key = digest({"profile": prof, "task_seed": task_seed, "seed": seed, "version": __version__,
                  "policies": sorted(type(p).__name__ for p in sticks)})
     path = Path(results_root) / profile / f"baselines-{key}.csv"
-    return _cached_csv(path, lambda: _score_baselines(prof, sticks, task_seed, seed))
+    return cached_csv(path, lambda: _score_baselines(prof, sticks, task_seed, seed))
 
 
 def _score_baselines(prof: Any, sticks: Sequence[Any], task_seed: int,
@@ -543,7 +500,7 @@ def yardstick_adaptation(profile: str, *, results_root: Path | str = DEFAULT_RES
     slots for every n of `n_context` (n = 0 is `BlindGreedyPolicy`), on final.csv's slots.
     Columns: method, condition, n_context, mean_latency_s, oracle_latency_s, gap_to_oracle_pct."""
     prof = get_profile(profile)
-    key = _hash({"profile": prof, "task_seed": task_seed, "seed": seed, "version": __version__,
+    key = digest({"profile": prof, "task_seed": task_seed, "seed": seed, "version": __version__,
                  "n": list(n_context), "what": "identify_greedy"})
     path = Path(results_root) / profile / f"yardstick-adaptation-{key}.csv"
 
@@ -560,7 +517,7 @@ def yardstick_adaptation(profile: str, *, results_root: Path | str = DEFAULT_RES
                                                   "gap_to_oracle_pct")}})
         return pd.DataFrame(rows)
 
-    return _cached_csv(path, compute)
+    return cached_csv(path, compute)
 
 
 def latent_posteriors(run_dir: Path | str, profile: str, *,
@@ -611,7 +568,7 @@ def latent_probe(run_dir: Path | str, profile: str, *, n_context: int = 20, task
     and on T1-T3 (held out), and the mean per-user KL of the held-out posteriors (nats)."""
     prof = get_profile(profile)
     agent = load_agent(run_dir)
-    if agent.encoder is None or not agent.cfg.latent_per_user:
+    if agent.encoder is None or not agent.cfg.encoder.latent_per_user:
         raise ValueError(f"{run_dir} is not a per-user-latent PEARL run")
     task_set = make_task_set(task_seed, prof.env.system, prof.env.conditions)
     feats: dict[str, np.ndarray] = {}

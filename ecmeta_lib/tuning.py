@@ -26,6 +26,8 @@ from typing import Any
 
 import pandas as pd
 
+from .agents.config import FIELD_GROUP
+from .cache import write_csv
 from .stats import mean_ci
 
 MIN_VALIDATION_TASK_SEED = 100
@@ -49,16 +51,18 @@ def parse_overrides(specs: Sequence[str]) -> list[dict[str, Any]]:
     return [dict(combo) for combo in itertools.product(*axes)] if axes else [{}]
 
 
-def apply_overrides(profile: Any, overrides: dict[str, Any]) -> Any:
+def apply_overrides(profile: Any, overrides: dict[str, Any], *, couple: bool = False) -> Any:
     """A copy of `profile` with ``field`` / ``agent.field`` values replaced (validated by the
-    dataclasses themselves)."""
+    dataclasses themselves). ``couple``: the agent's dependent choices that its compatibility
+    rules no longer allow are switched off with them (`SACConfig.switch`), as an ablation does."""
     agent_kw = {k[len("agent."):]: v for k, v in overrides.items() if k.startswith("agent.")}
     prof_kw = {k: v for k, v in overrides.items() if not k.startswith("agent.")}
     unknown = [k for k in prof_kw if not hasattr(profile, k)]
-    unknown += [f"agent.{k}" for k in agent_kw if not hasattr(profile.agent, k)]
+    unknown += [f"agent.{k}" for k in agent_kw if k not in FIELD_GROUP]
     if unknown:
         raise ValueError(f"unknown profile field(s) {unknown}")
-    return replace(profile, agent=replace(profile.agent, **agent_kw), **prof_kw)
+    agent = profile.agent.switch(**agent_kw) if couple else profile.agent.with_(**agent_kw)
+    return replace(profile, agent=agent, **prof_kw)
 
 
 def _label(overrides: dict[str, Any]) -> str:
@@ -73,10 +77,12 @@ def _score(final: pd.DataFrame, method: str) -> float:
 
 
 def _run_one(job: dict[str, Any]) -> dict[str, Any]:
-    from .training import config_hash, get_profile, train
+    from .cache import run_key
+    from .profiles import get_profile
+    from .training import train
 
     prof = apply_overrides(get_profile(job["profile"]), job["overrides"])
-    key = config_hash(job["method"], prof, job["seed"], job["task_seed"])
+    key = run_key(job["method"], prof, job["seed"], job["task_seed"])
     run_dir = Path(job["root"]) / f"{job['method']}-s{job['seed']}-t{job['task_seed']}-{key[:10]}"
     res = train(job["method"], prof, job["seed"], run_dir, task_seed=job["task_seed"],
                 progress=False, num_threads=1)
@@ -99,7 +105,7 @@ def tune(profile: str, methods: Sequence[str], seeds: Sequence[int], task_seeds:
     if low:
         raise ValueError(f"task seeds {low} are below {MIN_VALIDATION_TASK_SEED}: selection runs "
                          "only on validation task seeds, never on reported ones")
-    from .training import get_profile, training_conditions
+    from .profiles import get_profile, training_conditions
 
     base = get_profile(profile)
     for m in methods:
@@ -122,10 +128,7 @@ def tune(profile: str, methods: Sequence[str], seeds: Sequence[int], task_seeds:
         nonlocal done
         rows.append(row)
         done = pd.concat([done, pd.DataFrame([row])], ignore_index=True)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(".tmp")
-        done.to_csv(tmp, index=False)
-        os.replace(tmp, out)
+        write_csv(out, done)
         print(f"{row['candidate']} | {row['method']} s{row['seed']} t{row['task_seed']}: "
               f"{row['score_gap_pct']:+.2f} %  ({row['wall_s']} s)", flush=True)
 

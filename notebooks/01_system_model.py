@@ -74,7 +74,7 @@ pd.set_option("display.width", 120)
 
 # %%
 from ecmeta_lib.config import ConditionConfig, SystemConfig  # noqa: E402
-from ecmeta_lib.training import get_profile  # noqa: E402
+from ecmeta_lib.profiles import get_profile  # noqa: E402
 
 sc, cc, pp = SystemConfig(), ConditionConfig(), get_profile("paper")
 table_i = [
@@ -104,14 +104,14 @@ table_i = [
     ("τ_u requirement", "N(70, 5²)", "accuracy_req_mean/std",
      (sc.accuracy_req_mean, sc.accuracy_req_std), "%", ""),
     ("|U| devices", "80", "n_users", sc.n_users, "", ""),
-    ("optimizer, learning rate", "AdamW, 3e-5", "paper profile: agent.lr", pp.agent.lr, "",
+    ("optimizer, learning rate", "AdamW, 3e-5", "paper profile: agent.lr", pp.agent.optim.lr, "",
      "ours: temperature lr = the same"),
     ("λ1, λ2", "10, 40", "paper profile: lambda1, lambda2", (pp.lambda1, pp.lambda2), "", ""),
     ("T_train", "40", "paper profile: t_train", pp.t_train, "", ""),
     ("batch size", "256", "paper profile: batch_size", pp.batch_size, "", ""),
     ("hidden size x layers", "700 x 5", "paper profile: agent.hidden, n_layers",
-     (pp.agent.hidden, pp.agent.n_layers), "", ""),
-    ("β (KL weight)", "0.1", "paper profile: agent.kl_weight", pp.agent.kl_weight, "", ""),
+     (pp.agent.net.hidden, pp.agent.net.n_layers), "", ""),
+    ("β (KL weight)", "0.1", "paper profile: agent.kl_weight", pp.agent.encoder.kl_weight, "", ""),
     ("|K'|", "2", "paper profile: k_prime", pp.k_prime, "", ""),
 ]
 pd.DataFrame(table_i, columns=["parameter", "paper", "config field", "config", "unit",

@@ -58,7 +58,7 @@ import torch
 from IPython.display import Markdown, display
 
 from ecmeta_lib import plots, profile_table, runner
-from ecmeta_lib.training import METHODS, get_profile
+from ecmeta_lib.profiles import METHODS, get_profile
 
 results, figures = runner.notebook_paths(results_dir, figures_dir)
 torch.set_num_threads(1)  # small networks: more threads only contend for the cores
@@ -155,7 +155,7 @@ display(Markdown(
     "training conditions that it never trains on (z from the first context slots); the "
     "temperature ξ is steered so that the policy entropy "
     f"(summed over the 80 users and their action heads) approaches the target, here "
-    f"{target:.0f} nats (`target_entropy` = {prof.agent.target_entropy} of the uniform "
+    f"{target:.0f} nats (`target_entropy` = {prof.agent.actor.target_entropy} of the uniform "
     "policy's entropy); the KL is the encoder's information cost per context. At the last "
     f"iteration: entropy {g.entropy.mean():.0f} nats, ξ {g.temperature.mean():.3g}, "
     f"KL {g.kl.mean():.3g} nats, held-out critic error {g.critic_rmse_s.mean():.3f} s "

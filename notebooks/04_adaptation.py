@@ -49,7 +49,7 @@ import torch
 from IPython.display import Markdown, display
 
 from ecmeta_lib import claims, plots, runner
-from ecmeta_lib.training import get_profile
+from ecmeta_lib.profiles import get_profile
 
 results, figures = runner.notebook_paths(results_dir, figures_dir)
 torch.set_num_threads(1)  # small networks: more threads only contend for the cores
@@ -144,7 +144,7 @@ display(Markdown(
 # The KL column is the held-out posteriors' information per user (nats).
 
 # %%
-if prof.agent.latent_per_user:
+if prof.agent.encoder.latent_per_user:
     probe = pd.concat([runner.latent_probe(d, profile).assign(seed=s) for d, s in
                        zip(table[table.method == "pearl"].dir, table[table.method == "pearl"].seed,
                            strict=True)])
@@ -159,7 +159,7 @@ if prof.agent.latent_per_user:
         + ("The context actions here are uniformly random (`random_context`), so every model "
            "is seen about equally often: what the latents miss is not in want of data but of "
            "what the encoder learned to extract from it."
-           if prof.agent.random_context else
+           if prof.agent.encoder.random_context else
            "The latents identify what the context shows: the meta-policy's own actions mostly "
            "run the lightest model, so its context says little about the heavier ones. "
            "Identify-then-greedy chooses its context actions to see every model.")))

@@ -48,7 +48,8 @@ import torch
 from IPython.display import Markdown, display
 
 from ecmeta_lib import claims, decisions, evaluate, make_task_set, plots, runner
-from ecmeta_lib.training import FINAL_SEED, METHODS, get_profile
+from ecmeta_lib.evaluation import FINAL_SEED
+from ecmeta_lib.profiles import METHODS, get_profile
 
 results, figures = runner.notebook_paths(results_dir, figures_dir)
 torch.set_num_threads(1)  # small networks: more threads only contend for the cores

@@ -59,7 +59,7 @@ from IPython.display import Markdown, display
 
 from ecmeta_lib import ablations as ablation_registry
 from ecmeta_lib import plots, profile_table, runner
-from ecmeta_lib.training import get_profile
+from ecmeta_lib.profiles import get_profile
 
 results, figures = runner.notebook_paths(results_dir, figures_dir)
 torch.set_num_threads(1)  # small networks: more threads only contend for the cores

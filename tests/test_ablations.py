@@ -14,9 +14,10 @@ import pytest
 
 from ecmeta_lib import ablations, plots, runner
 from ecmeta_lib.__main__ import main
+from ecmeta_lib.agents.config import couplings
 from ecmeta_lib.config import EnvConfig, SystemConfig
+from ecmeta_lib.profiles import PROFILES, get_profile
 from ecmeta_lib.runner import RunSpec
-from ecmeta_lib.training import PROFILES, get_profile
 from ecmeta_lib.tuning import apply_overrides
 
 TINY = replace(PROFILES["smoke"], name="tiny_ablate",
@@ -34,7 +35,13 @@ def test_every_active_ablation_is_valid_and_changes_only_its_fields(profile: str
         ab = ablations.ABLATIONS[name]
         prof = ablations.variant(base, name)  # the dataclasses validate it
         changed = ablations.changed_fields(base, prof)
-        assert set(changed) <= set(ab.overrides), (name, changed)
+        # beyond its own fields, only what the agent's compatibility rules turn off with it
+        merged = {**base.agent.flat(), **{k[len("agent."):]: v for k, v in ab.overrides.items()
+                                          if k.startswith("agent.")}}
+        ruled = {f"agent.{k}" for k in couplings(merged)}
+        assert set(changed) <= set(ab.overrides) | ruled, (name, changed)
+        for key in ruled & set(changed):
+            assert ablations._get(prof, key) is False or key == "agent.twin_critics", key
         switched = {k for k in ab.switch if ablations._get(base, k) != ab.switch[k]}
         assert switched and switched <= set(changed), name
         for key, value in ab.overrides.items():
@@ -56,7 +63,7 @@ def test_a_choice_switched_off_by_validation_is_ablated_in_reverse() -> None:
 
 def test_inactive_ablations_are_refused_and_left_out() -> None:
     quick = get_profile("quick")
-    off = replace(quick, agent=replace(quick.agent, lr_cosine=False))
+    off = replace(quick, agent=quick.agent.with_(lr_cosine=False))
     assert ablations.is_active("lr_cosine", quick) and not ablations.is_active("lr_cosine", off)
     assert "lr_cosine" not in ablations.active(off)
     with pytest.raises(ValueError, match="inactive"):
@@ -184,3 +191,15 @@ def test_complete_rows_are_per_ablation_and_method() -> None:
                    "done"] = False
     shown, missing = runner.complete_ablation_rows(no_default)
     assert shown.empty and set(missing) == {("a", "pearl"), ("a", "sac_aisf_1"), ("b", "pearl")}
+
+
+def test_rule_couplings_are_the_hand_written_ones_they_replace() -> None:
+    """Switching the per-user reward off turns off everything that needs it (the joint actor, the
+    log-latency critic; then acting on the critic, the compiled update; twins return), as the
+    ablation registry once listed by hand."""
+    base = get_profile("quick")
+    prof = ablations.variant(base, "per_user_reward")
+    assert {k: v[1] for k, v in ablations.changed_fields(base, prof).items()} == {
+        "agent.per_user_reward": False, "agent.joint_actor": False,
+        "agent.log_latency_critic": False, "agent.greedy_critic": False,
+        "agent.compiled_update": False, "agent.twin_critics": True}

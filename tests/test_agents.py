@@ -16,6 +16,7 @@ from ecmeta_lib.agents import (
     SACConfig,
 )
 from ecmeta_lib.agents.networks import one_hot_actions
+from ecmeta_lib.agents.updates import soft_actor_loss
 from ecmeta_lib.config import EnvConfig, SystemConfig
 from ecmeta_lib.env import EdgeCloudEnv
 from ecmeta_lib.slot import run_slot
@@ -52,7 +53,7 @@ def best_latency(env: EdgeCloudEnv) -> float:
 def test_sac_learns_tiny_contextual_bandit() -> None:
     env = small_env()
     spec = ActionSpec.from_env(env)
-    agent = DiscreteSACAgent(spec, SACConfig(hidden=64, n_layers=2, embed_dim=4, lr=3e-3,
+    agent = DiscreteSACAgent(spec, SACConfig.from_flat(hidden=64, n_layers=2, embed_dim=4, lr=3e-3,
                                              temperature_lr=3e-3, target_entropy=0.3,
                                              init_temperature=0.05), seed=0)
     buf = ReplayBuffer(3000, spec.obs_dim, (spec.n_users, 3))
@@ -153,7 +154,7 @@ def test_prior_factor_posterior_starts_at_prior_and_only_narrows() -> None:
 def _pearl_agent(per_user: bool = False) -> tuple[DiscreteSACAgent, list[dict], list[dict]]:
     env = small_env("G1")
     spec = ActionSpec.from_env(env)
-    agent = DiscreteSACAgent(spec, SACConfig(hidden=16, n_layers=1, latent_dim=3,
+    agent = DiscreteSACAgent(spec, SACConfig.from_flat(hidden=16, n_layers=1, latent_dim=3,
                                              encoder_hidden=16, encoder_layers=1,
                                              per_user_reward=per_user, latent_per_user=per_user),
                              seed=0)
@@ -171,7 +172,7 @@ def test_actor_loss_does_not_reach_the_encoder(per_user) -> None:
     mu, var = agent.posterior(contexts[0])
     z = ContextEncoder.sample(mu, var)  # z WITH a graph to the encoder
     z = z.expand(obs.shape[0], *z.shape)
-    loss, _ = agent.actor_loss(obs, z)
+    loss, _ = soft_actor_loss(agent, obs, z)
     loss.backward()
     for p in agent.encoder.parameters():
         assert p.grad is None or torch.count_nonzero(p.grad) == 0
@@ -206,7 +207,8 @@ def test_kl_term_reaches_encoder_alone() -> None:
 
 def test_sampling_explores_and_greedy_is_deterministic() -> None:
     env = small_env()
-    agent = DiscreteSACAgent(ActionSpec.from_env(env), SACConfig(hidden=8, n_layers=1), seed=0)
+    agent = DiscreteSACAgent(ActionSpec.from_env(env), SACConfig.from_flat(hidden=8, n_layers=1),
+                             seed=0)
     obs, _ = env.reset(seed=0)
     greedy = {tuple(agent.act(obs, greedy=True)) for _ in range(5)}
     sampled = {tuple(agent.act(obs, greedy=False)) for _ in range(30)}
@@ -217,9 +219,10 @@ def test_sampling_explores_and_greedy_is_deterministic() -> None:
 
 def test_paper_target_entropy_and_fraction() -> None:
     spec = ActionSpec(n_users=80, obs_per_user=10, heads=(3, 5, 3))
-    paper = DiscreteSACAgent(spec, SACConfig(hidden=4, n_layers=1, target_entropy="paper"))
+    paper = DiscreteSACAgent(spec, SACConfig.from_flat(hidden=4, n_layers=1,
+                                                       target_entropy="paper"))
     assert paper.target_entropy == -240.0
-    frac = DiscreteSACAgent(spec, SACConfig(hidden=4, n_layers=1, target_entropy=0.25))
+    frac = DiscreteSACAgent(spec, SACConfig.from_flat(hidden=4, n_layers=1, target_entropy=0.25))
     assert frac.target_entropy == pytest.approx(0.25 * 80 * np.log(45))
 
 
@@ -228,7 +231,7 @@ def test_paper_target_entropy_and_fraction() -> None:
                                  dict(target_entropy="max"), dict(tau=0.0), dict(latent_dim=-1)])
 def test_sac_config_rejects_bad_values(bad) -> None:
     with pytest.raises(ValueError):
-        SACConfig(**bad)
+        SACConfig.from_flat(**bad)
 
 
 def test_replay_buffer_roundtrip_and_wraparound() -> None:
@@ -301,17 +304,18 @@ def test_per_user_agent_z_shape_and_acting() -> None:
 def test_per_user_reward_critic_targets_each_users_latency() -> None:
     env = small_env()
     spec = ActionSpec.from_env(env)
-    cfg = SACConfig(hidden=16, n_layers=1, embed_dim=4, per_user_reward=True)
+    cfg = SACConfig.from_flat(hidden=16, n_layers=1, embed_dim=4, per_user_reward=True)
     agent = DiscreteSACAgent(spec, cfg, seed=0)
     batch = _context(16)
     obs = torch.as_tensor(batch["obs"])
     act = one_hot_actions(torch.as_tensor(batch["action"]), spec)
     with torch.no_grad():
-        y = -torch.as_tensor(batch["latency"]) * cfg.reward_scale
+        y = -torch.as_tensor(batch["latency"]) * cfg.critic.reward_scale
         want = sum(((c.per_user(obs, act, None) - y) ** 2).mean()
                    for c in (agent.critic1, agent.critic2))
         # the reward is minus the users' mean latency: mean_u y_u is the scaled reward
-        torch.testing.assert_close(y.mean(1), torch.as_tensor(batch["reward"]) * cfg.reward_scale)
+        torch.testing.assert_close(y.mean(1),
+                                   torch.as_tensor(batch["reward"]) * cfg.critic.reward_scale)
     diag = agent.update([batch], None, epoch=1, lambda1=1, lambda2=1)
     assert diag["critic_loss"] == pytest.approx(float(want), rel=1e-5)
     no_lat = {**batch, "latency": np.full_like(batch["latency"], np.nan)}
@@ -321,7 +325,7 @@ def test_per_user_reward_critic_targets_each_users_latency() -> None:
 
 def test_per_user_critic_with_discount_runs() -> None:
     agent = DiscreteSACAgent(ActionSpec.from_env(small_env()),
-                             SACConfig(hidden=8, n_layers=1, embed_dim=4, gamma=0.5,
+                             SACConfig.from_flat(hidden=8, n_layers=1, embed_dim=4, gamma=0.5,
                                        per_user_reward=True, latent_per_user=True, latent_dim=2,
                                        encoder_hidden=8, encoder_layers=1), seed=0)
     c = _context(8)
@@ -332,9 +336,9 @@ def test_per_user_critic_with_discount_runs() -> None:
 @pytest.mark.parametrize("flag", ["per_user_reward", "latent_per_user"])
 def test_per_user_options_need_structured_arch(flag) -> None:
     with pytest.raises(ValueError, match="structured"):
-        SACConfig(arch="flat", **{flag: True})
+        SACConfig.from_flat(arch="flat", **{flag: True})
     with pytest.raises(ValueError, match="bool"):
-        SACConfig(**{flag: 1})
+        SACConfig.from_flat(**{flag: 1})
 
 
 def test_buffer_keeps_per_user_latency_through_checkpoint() -> None:

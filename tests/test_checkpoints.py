@@ -16,21 +16,17 @@ import torch
 from ecmeta_lib.agents import ActionSpec, SACConfig
 from ecmeta_lib.checkpoints import (
     FORMAT_KEY,
+    CheckpointError,
     UnsafeCheckpointError,
     decode,
     encode,
+    load_agent,
+    load_checkpoint,
     safe_load,
     safe_save,
 )
 from ecmeta_lib.config import EnvConfig
-from ecmeta_lib.training import (
-    PROFILES,
-    CheckpointError,
-    Profile,
-    atomic_save,
-    load_agent,
-    load_checkpoint,
-)
+from ecmeta_lib.profiles import PROFILES, Profile
 
 
 class _RunsCode:
@@ -77,10 +73,10 @@ def test_everything_training_saves_round_trips_exactly(tmp_path: Path) -> None:
                 "param_groups": [{"lr": 1e-3, "betas": (0.9, 0.999), "params": [0],
                                   "foreach": None}]},
         "spec": ActionSpec(n_users=3, obs_per_user=4, heads=(3, 5, 3)),
-        "agent_config": SACConfig(latent_dim=2), "profile": PROFILES["smoke"],
+        "agent_config": SACConfig.from_flat(latent_dim=2), "profile": PROFILES["smoke"],
         "env": EnvConfig(), "none": None, "tuple": (1, (2.5, "x"), [np.float32(1.5)]),
     }
-    atomic_save(state, tmp_path / "c.pt")
+    safe_save(state, tmp_path / "c.pt")
     back = load_checkpoint(tmp_path / "c.pt")
     assert _same(state, back)
     assert isinstance(back["profile"], Profile) and back["profile"] == PROFILES["smoke"]

@@ -14,6 +14,7 @@ from test_agents import SMALL, _threads  # noqa: F401 - the 2-user system and 1-
 from test_training import TINY as TRAINING_TINY
 from test_training import TINY_ENV
 
+from ecmeta_lib.agent_policies import collect_context
 from ecmeta_lib.agents import ActionSpec, DiscreteSACAgent, ReplayBuffer, SACConfig
 from ecmeta_lib.agents.networks import (
     InputScaling,
@@ -22,24 +23,19 @@ from ecmeta_lib.agents.networks import (
     one_hot_actions,
     split_joint_index,
 )
+from ecmeta_lib.agents.sac import resolve_device
+from ecmeta_lib.agents.updates import joint_critic_objective
 from ecmeta_lib.conditions import DT_NAMES
 from ecmeta_lib.env import (
     EdgeCloudEnv,
     accuracy_req_moments,
     positive_feature_ranges,
 )
-from ecmeta_lib.training import (
-    _Trainer,
-    collect_context,
-    critic_error,
-    decisions_of,
-    random_slots,
-    resolve_device,
-    train,
-)
+from ecmeta_lib.rollout import decisions_of, random_slots
+from ecmeta_lib.training import Trainer, critic_error, train
 
 TINY = replace(TRAINING_TINY, iterations=4)
-JOINT = SACConfig(hidden=32, n_layers=2, embed_dim=4, lr=3e-3, temperature_lr=3e-3,
+JOINT = SACConfig.from_flat(hidden=32, n_layers=2, embed_dim=4, lr=3e-3, temperature_lr=3e-3,
                   per_user_reward=True, pooled=False, joint_actor=True, log_latency_critic=True)
 
 
@@ -93,7 +89,7 @@ def test_tau_zscore_by_hand() -> None:
     assert torch.equal(both[..., col], y[..., col])
     log_col = spec.log_ranges[0][0]
     assert torch.equal(both[..., log_col], InputScaling(spec)(x)[..., log_col])
-    agent = DiscreteSACAgent(spec, replace(JOINT, tau_zscore=True), seed=0)
+    agent = DiscreteSACAgent(spec, JOINT.with_(tau_zscore=True), seed=0)
     assert all(net.scaling is not None and net.scaling.tau == (col, mean, std)
                for net in (agent.actor, *agent.critics))
 
@@ -115,8 +111,8 @@ def test_greedy_critic_acts_on_each_users_least_predicted_latency(twin: bool) ->
     samples the actor, the same draws as without the switch."""
     env = EdgeCloudEnv(condition="T1", config=SMALL)
     spec = ActionSpec.from_env(env)
-    cfg = replace(JOINT, twin_critics=twin)
-    agent = DiscreteSACAgent(spec, replace(cfg, greedy_critic=True), seed=0)
+    cfg = JOINT.with_(twin_critics=twin)
+    agent = DiscreteSACAgent(spec, cfg.with_(greedy_critic=True), seed=0)
     plain = DiscreteSACAgent(spec, cfg, seed=0)
     obs, _ = env.reset(seed=3)
     with torch.no_grad():
@@ -151,7 +147,7 @@ def test_log_latency_critic_regresses_each_users_latency(twin: bool) -> None:
     """Fitted on random-action slots of 2 users, the critic's held-out per-user latency error
     falls well below the spread of the latencies themselves, with one critic or two."""
     env = EdgeCloudEnv(condition="T1", config=SMALL)
-    cfg = replace(JOINT, twin_critics=twin, lr_cosine=True)
+    cfg = JOINT.with_(twin_critics=twin, lr_cosine=True)
     agent = DiscreteSACAgent(ActionSpec.from_env(env), cfg, seed=0)
     assert len(agent.critics) == (2 if twin else 1)
     agent.set_lr_horizon(600)
@@ -167,7 +163,7 @@ def test_log_latency_critic_regresses_each_users_latency(twin: bool) -> None:
 
 def test_cosine_learning_rate_by_hand() -> None:
     spec = _spec()
-    cfg = replace(JOINT, lr=1e-2, lr_cosine=True, lr_final_factor=0.1)
+    cfg = JOINT.with_(lr=1e-2, lr_cosine=True, lr_final_factor=0.1)
     agent = DiscreteSACAgent(spec, cfg, seed=0)
     agent.set_lr_horizon(10)
     env = EdgeCloudEnv(condition="T1", config=SMALL)
@@ -186,7 +182,7 @@ def test_cosine_learning_rate_by_hand() -> None:
 
 def test_critic_lr_drives_critics_and_encoder_under_the_same_schedule() -> None:
     spec = _spec()
-    cfg = replace(JOINT, lr=1e-3, critic_lr=1e-2, lr_cosine=True, lr_final_factor=0.1,
+    cfg = JOINT.with_(lr=1e-3, critic_lr=1e-2, lr_cosine=True, lr_final_factor=0.1,
                   latent_dim=2, latent_per_user=True, encoder_decisions=True)
     agent = DiscreteSACAgent(spec, cfg, seed=0)
     # the encoder learns with the critic (it is trained through the critic's loss)
@@ -203,12 +199,12 @@ def test_critic_lr_drives_critics_and_encoder_under_the_same_schedule() -> None:
     assert agent.critic_opt.param_groups[0]["lr"] == pytest.approx(1e-3)
     assert agent.actor_opt.param_groups[0]["lr"] == pytest.approx(1e-4)
     # None keeps the paper's single learning rate
-    assert DiscreteSACAgent(spec, replace(JOINT, lr=2e-3), seed=0).critic_base_lr == 2e-3
+    assert DiscreteSACAgent(spec, JOINT.with_(lr=2e-3), seed=0).critic_base_lr == 2e-3
 
 
 def test_encoder_reads_executed_decisions_and_refuses_missing_ones() -> None:
     env = EdgeCloudEnv(condition="T1", config=SMALL)
-    cfg = replace(JOINT, latent_dim=2, latent_per_user=True, encoder_decisions=True,
+    cfg = JOINT.with_(latent_dim=2, latent_per_user=True, encoder_decisions=True,
                   posterior_prior_factor=True)
     agent = DiscreteSACAgent(ActionSpec.from_env(env), cfg, seed=0)
     ctx = _random_slots(env, 6, 0).recent(6)
@@ -243,7 +239,7 @@ def test_encoder_reads_executed_decisions_and_refuses_missing_ones() -> None:
                                  dict(greedy_critic=1)])
 def test_learner_flags_refuse_invalid_combinations(bad) -> None:
     with pytest.raises(ValueError):
-        replace(JOINT, **bad)
+        JOINT.with_(**bad)
 
 
 @pytest.mark.parametrize("method", ["sac_aisf_1", "sac_dt", "pearl"])
@@ -259,7 +255,7 @@ def test_every_method_gets_the_same_samples_per_step_and_kprime_once(method, tmp
         return orig(self, batches, contexts, epoch, lambda1, lambda2)
 
     draws: list[list[str]] = []
-    orig_tasks = _Trainer.sample_tasks
+    orig_tasks = Trainer.sample_tasks
 
     def spy_tasks(self):
         out = orig_tasks(self)
@@ -267,7 +263,7 @@ def test_every_method_gets_the_same_samples_per_step_and_kprime_once(method, tmp
         return out
 
     monkeypatch.setattr(DiscreteSACAgent, "update", spy)
-    monkeypatch.setattr(_Trainer, "sample_tasks", spy_tasks)
+    monkeypatch.setattr(Trainer, "sample_tasks", spy_tasks)
     train(method, TINY, 0, tmp_path, progress=False)
     assert {sum(s) for s in seen} == {TINY.batch_size * TINY.k_prime}
     assert len(draws) == TINY.iterations and len(seen) == TINY.iterations * TINY.t_train
@@ -286,7 +282,7 @@ def test_heldout_slots_are_deterministic_and_the_trainer_never_trains_on_them() 
     env = EdgeCloudEnv(condition="T1", config=TINY_ENV)
     a, b = random_slots(env, 5, 11), random_slots(env, 5, 11)
     assert all(np.array_equal(a[k], b[k], equal_nan=True) for k in a)
-    run = _Trainer("sac_aisf_1", TINY, 0, None, 0, resolve_device("cpu"))  # type: ignore[arg-type]
+    run = Trainer("sac_aisf_1", TINY, 0, None, 0, resolve_device("cpu"))  # type: ignore[arg-type]
     run.collect()
     held = run.heldout()["T1"]["obs"]
     stored = run.replay["T1"].obs[: len(run.replay["T1"])].astype(np.float32)
@@ -298,21 +294,21 @@ def test_random_context_is_the_same_whatever_the_weights() -> None:
     actions from the context seed), so two differently initialised agents collect the same one;
     with posterior sampling they do not."""
     env = EdgeCloudEnv(condition="T1", config=SMALL)
-    cfg = replace(JOINT, latent_dim=2, latent_per_user=True, encoder_decisions=True,
+    cfg = JOINT.with_(latent_dim=2, latent_per_user=True, encoder_decisions=True,
                   posterior_prior_factor=True)
     spec = ActionSpec.from_env(env)
     for random_context in (True, False):
-        c = replace(cfg, random_context=random_context)
+        c = cfg.with_(random_context=random_context)
         a = collect_context(DiscreteSACAgent(spec, c, seed=1), env, 12, 7)
         b = collect_context(DiscreteSACAgent(spec, c, seed=2), env, 12, 7)
         assert np.array_equal(a["action"], b["action"]) == random_context
     counts = np.bincount(a["action"][:, :, 2].ravel(), minlength=3)  # posterior sampling here
-    ctx = collect_context(DiscreteSACAgent(spec, replace(cfg, random_context=True), seed=1),
+    ctx = collect_context(DiscreteSACAgent(spec, cfg.with_(random_context=True), seed=1),
                           env, 60, 7)
     models = np.bincount(ctx["action"][:, :, 2].ravel(), minlength=3)
     assert (models > 0.2 * models.sum()).all(), (models, counts)  # every model is seen
     with pytest.raises(ValueError, match="random_context"):
-        replace(JOINT, random_context=True)  # no encoder
+        JOINT.with_(random_context=True)  # no encoder
 
 
 def test_explore_fraction_and_context_steps(tmp_path) -> None:
@@ -321,22 +317,22 @@ def test_explore_fraction_and_context_steps(tmp_path) -> None:
     bad values are refused with the field's name."""
     prof = replace(TINY, iterations=2, initial_random_steps=0, twin_samples=0)
     for frac in (0.0, 1.0):
-        tr = _Trainer("sac_aisf_1", replace(prof, explore_fraction=frac), 0, tmp_path / str(frac),
+        tr = Trainer("sac_aisf_1", replace(prof, explore_fraction=frac), 0, tmp_path / str(frac),
                       0, resolve_device("cpu"))
         tr.agent.actor = _Constant(tr.spec)  # the agent always picks joint action 0
         tr.collect()
         acts = tr.replay["T1"].recent(prof.collect_steps)["action"]
         assert (acts == 0).all() == (frac == 0.0)
     pearl = replace(prof, context_steps=3,
-                    agent=replace(prof.agent, random_context=True))
-    tr = _Trainer("pearl", pearl, 0, tmp_path / "pearl", 0, resolve_device("cpu"))
+                    agent=prof.agent.with_(random_context=True))
+    tr = Trainer("pearl", pearl, 0, tmp_path / "pearl", 0, resolve_device("cpu"))
     tr.collect()
     for n in tr.names:
         assert len(tr.ctxbuf[n]) == 3 and len(tr.replay[n]) == 3 + prof.collect_steps
     with pytest.raises(ValueError, match="explore_fraction"):
         replace(prof, explore_fraction=1.5)
     with pytest.raises(ValueError, match="context_steps"):
-        replace(prof, context_steps=0, agent=replace(prof.agent, random_context=True))
+        replace(prof, context_steps=0, agent=prof.agent.with_(random_context=True))
 
 
 class _Constant(torch.nn.Module):
@@ -357,7 +353,7 @@ def test_twin_samples_add_training_conditions_but_not_slots(tmp_path) -> None:
     """PEARL and SAC_DT meta-train on the DTs plus the twin's samples with the DTs' slots per
     iteration spread over them; validation stays on the six DTs; SAC_AiSF is unaffected."""
     prof = replace(TINY, twin_samples=6)
-    tr = _Trainer("pearl", prof, 0, tmp_path / "p", 0, resolve_device("cpu"))
+    tr = Trainer("pearl", prof, 0, tmp_path / "p", 0, resolve_device("cpu"))
     assert tr.names[:6] == DT_NAMES and tr.names[6:] == tuple(f"S{i}" for i in range(1, 7))
     assert tr.val_names == DT_NAMES and set(tr.heldout()) == set(DT_NAMES)
     assert tr.steps["collect_steps"] == math.ceil(prof.collect_steps / 2)
@@ -365,7 +361,7 @@ def test_twin_samples_add_training_conditions_but_not_slots(tmp_path) -> None:
     per_condition = (math.ceil(prof.initial_random_steps / 2)
                      + math.ceil(prof.context_steps / 2))  # warm-up and random context slots
     assert sum(len(b) for b in tr.replay.values()) == 12 * per_condition
-    assert _Trainer("sac_aisf_2", prof, 0, tmp_path / "a", 0,
+    assert Trainer("sac_aisf_2", prof, 0, tmp_path / "a", 0,
                     resolve_device("cpu")).names == ("T2",)
 
 
@@ -376,7 +372,7 @@ def test_compiled_update_follows_the_eager_update_and_is_reproducible() -> None:
     compiled agents of one seed agree bit for bit."""
     env = EdgeCloudEnv(condition="T1", config=SMALL)
     spec = ActionSpec.from_env(env)
-    cfg = replace(JOINT, latent_dim=2, latent_per_user=True, encoder_decisions=True,
+    cfg = JOINT.with_(latent_dim=2, latent_per_user=True, encoder_decisions=True,
                   posterior_prior_factor=True, greedy_critic=True)
     slots = _random_slots(env, 40, 0)
     rng = np.random.default_rng(1)
@@ -384,13 +380,13 @@ def test_compiled_update_follows_the_eager_update_and_is_reproducible() -> None:
     contexts = [slots.sample(6, rng) for _ in range(2)]
 
     def trained(compiled: bool) -> tuple[DiscreteSACAgent, list[dict[str, float]]]:
-        agent = DiscreteSACAgent(spec, replace(cfg, compiled_update=compiled), seed=3)
+        agent = DiscreteSACAgent(spec, cfg.with_(compiled_update=compiled), seed=3)
         diags = [agent.update(batches, contexts, epoch, 2, 2) for epoch in range(1, 7)]
         return agent, diags
 
     eager, d_eager = trained(False)
     comp, d_comp = trained(True)
-    assert "_joint_critic_objective" in comp._compiled and not eager._compiled
+    assert "joint_critic_objective" in comp._compiled and not eager._compiled
     assert comp.critic_opt.defaults["fused"] and eager.critic_opt.defaults["foreach"]
     for a, b in zip(d_eager, d_comp, strict=True):
         assert a.keys() == b.keys()
@@ -406,22 +402,25 @@ def test_compiled_update_follows_the_eager_update_and_is_reproducible() -> None:
 
 def test_compiled_update_needs_the_joint_actor_and_keeps_eager_keys() -> None:
     with pytest.raises(ValueError, match="compiled_update covers the joint-actor update"):
-        SACConfig(compiled_update=True)
-    from ecmeta_lib.training import config_hash, get_profile
+        SACConfig.from_flat(compiled_update=True)
+    from ecmeta_lib.cache import run_key as config_hash
+    from ecmeta_lib.profiles import get_profile
 
     quick = get_profile("quick")
-    assert quick.agent.compiled_update
-    off = replace(quick, agent=replace(quick.agent, compiled_update=False))
+    assert quick.agent.optim.compiled_update
+    off = replace(quick, agent=quick.agent.with_(compiled_update=False))
     assert config_hash("pearl", quick, 0, 0) != config_hash("pearl", off, 0, 0)
     # off, the field stays out of the key: runs cached before it existed keep their keys
     payload = off.to_dict()
+    payload["agent"] = off.agent.flat()  # the key reads the agent flat (as before grouping)
     del payload["agent"]["compiled_update"]
+    del payload["env"]["conditions"]["source"]  # at its default, out of every key
     actor_mode = payload.pop("actor_mode_methods")
     assert "pearl" not in actor_mode
     import hashlib
     import json
 
-    from ecmeta_lib.training import CHECKPOINT_VERSION
+    from ecmeta_lib.cache import KEY_VERSION as CHECKPOINT_VERSION
     text = json.dumps({"method": "pearl", "profile": payload, "seed": 0, "task_seed": 0,
                        "version": CHECKPOINT_VERSION}, sort_keys=True, default=str)
     assert config_hash("pearl", off, 0, 0) == hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -432,10 +431,10 @@ def test_compiled_update_without_a_cpp_compiler_says_so(monkeypatch) -> None:
     import ecmeta_lib.agents.sac as sac_module
 
     env = EdgeCloudEnv(condition="T1", config=SMALL)
-    agent = DiscreteSACAgent(ActionSpec.from_env(env), replace(JOINT, compiled_update=True),
+    agent = DiscreteSACAgent(ActionSpec.from_env(env), JOINT.with_(compiled_update=True),
                              seed=0)
     monkeypatch.delenv("CXX", raising=False)
     monkeypatch.setattr(sac_module.shutil, "which", lambda name: None)
     with pytest.raises(RuntimeError, match=r"no C\+\+ compiler.*compiled_update=False"):
-        agent._objective("_joint_critic_objective")
+        agent._objective(joint_critic_objective)
     assert not agent._compiled

@@ -162,7 +162,7 @@ def test_yardsticks_obey_the_policy_protocol():
 
 
 def test_context_seed_is_pearls():
-    training = pytest.importorskip("ecmeta_lib.training")
+    training = pytest.importorskip("ecmeta_lib.agent_policies")
     assert training.CONTEXT_SEED == CONTEXT_SEED
 
 

@@ -9,22 +9,14 @@ import pandas as pd
 import pytest
 import torch
 
+from ecmeta_lib.agent_policies import adaptation_curve
 from ecmeta_lib.agents import NonFiniteLossError
+from ecmeta_lib.checkpoints import CheckpointError, load_agent
 from ecmeta_lib.config import EnvConfig, SystemConfig
 from ecmeta_lib.evaluation import evaluate
 from ecmeta_lib.policies import RandomPolicy
-from ecmeta_lib.training import (
-    CURVE_COLUMNS,
-    METHODS,
-    PROFILES,
-    CheckpointError,
-    Profile,
-    adaptation_curve,
-    get_profile,
-    load_agent,
-    train,
-    training_conditions,
-)
+from ecmeta_lib.profiles import METHODS, PROFILES, Profile, get_profile, training_conditions
+from ecmeta_lib.training import CURVE_COLUMNS, train
 
 TINY_ENV = EnvConfig(system=SystemConfig(n_users=4, n_servers=2, es_gflops=(60.0, 120.0),
                                          es_memory_gb=(24.0, 32.0), es_cores=(2, 3)))
@@ -35,8 +27,8 @@ TINY = replace(PROFILES["smoke"], name="tiny", env=TINY_ENV, iterations=5, check
 def test_profiles_exist_and_paper_matches_table_1() -> None:
     assert set(PROFILES) == {"smoke", "quick", "paper"}
     p = get_profile("paper")
-    a = p.agent
-    assert (a.lr, a.hidden, a.n_layers, a.kl_weight, a.arch) == (3e-5, 700, 5, 0.1, "flat")
+    a = p.agent.flat()
+    assert (a["lr"], a["hidden"], a["n_layers"], a["kl_weight"], a["arch"]) == (3e-5, 700, 5, 0.1, "flat")
     assert (p.batch_size, p.lambda1, p.lambda2, p.t_train, p.k_prime) == (256, 10, 40, 40, 2)
     with pytest.raises(ValueError, match="unknown profile"):
         get_profile("fast")
@@ -60,15 +52,15 @@ def test_methods_and_their_training_conditions() -> None:
 
 
 def test_actor_mode_methods_is_per_method_and_keys_only_those_runs() -> None:
-    from ecmeta_lib.training import config_hash
+    from ecmeta_lib.cache import run_key as config_hash
 
     assert PROFILES["quick"].actor_mode_methods == ("sac_dt", "sac_t_m")  # chosen on validation
     base = replace(PROFILES["smoke"], actor_mode_methods=())
-    assert base.agent.greedy_critic
+    assert base.agent.actor.greedy_critic
     prof = replace(base, actor_mode_methods=("sac_dt",))
-    assert not prof.agent_config("sac_dt").greedy_critic
-    assert prof.agent_config("sac_t_m").greedy_critic and prof.agent_config("pearl").greedy_critic
-    assert prof.agent_config("sac_dt") == replace(base.agent_config("sac_dt"), greedy_critic=False)
+    assert not prof.agent_config("sac_dt").actor.greedy_critic
+    assert prof.agent_config("sac_t_m").actor.greedy_critic and prof.agent_config("pearl").actor.greedy_critic
+    assert prof.agent_config("sac_dt") == base.agent_config("sac_dt").with_(greedy_critic=False)
     # the other methods keep their run keys (and their cached runs); the listed one gets a new key
     for method in ("pearl", "sac_t_m", "sac_aisf_1"):
         assert config_hash(method, prof, 0, 0) == config_hash(method, base, 0, 0)
@@ -99,17 +91,17 @@ def test_smoke_pearl_beats_random_and_writes_outputs(tmp_path) -> None:
     ad = adaptation_curve(agent, "T1", n_context=(0, 2, 5), eval_slots=4, seed=0)
     assert list(ad.n_context) == [0, 2, 5] and np.isfinite(ad.mean_latency_s).all()
     # per-user latents (smoke default): the posterior is (U, L) and narrows with the context
-    assert prof.agent.latent_per_user and prof.agent.per_user_reward
+    assert prof.agent.encoder.latent_per_user and prof.agent.critic.per_user_reward
     mu, var = agent.posterior(agent_ctx := _smoke_context(agent, 6))
-    assert mu.shape == var.shape == (prof.env.system.n_users, prof.agent.latent_dim)
+    assert mu.shape == var.shape == (prof.env.system.n_users, prof.agent.encoder.latent_dim)
     _, var2 = agent.posterior({k: v[:2] for k, v in agent_ctx.items()})
     assert (var < var2).all()
     assert res.best_iteration >= 1
 
 
 def _smoke_context(agent, n: int) -> dict[str, np.ndarray]:
+    from ecmeta_lib.agent_policies import collect_context
     from ecmeta_lib.env import EdgeCloudEnv
-    from ecmeta_lib.training import collect_context
     return collect_context(agent, EdgeCloudEnv(condition="T2"), n, seed=5)
 
 
@@ -125,7 +117,7 @@ def _kill_at(n: int):
 
 
 TINY_GLOBAL = replace(TINY, name="tiny_global",
-                      agent=replace(TINY.agent, per_user_reward=False, latent_per_user=False,
+                      agent=TINY.agent.with_(per_user_reward=False, latent_per_user=False,
                                     joint_actor=False, log_latency_critic=False,
                                     encoder_decisions=False, pooled=True, twin_critics=True,
                                     greedy_critic=False))

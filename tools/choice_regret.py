@@ -23,12 +23,14 @@ import argparse
 import numpy as np
 import torch
 
+from ecmeta_lib.agent_policies import collect_context
 from ecmeta_lib.agents.networks import n_joint_actions, split_joint_index
+from ecmeta_lib.checkpoints import load_agent
 from ecmeta_lib.conditions import make_task_set
 from ecmeta_lib.config import EnvConfig
 from ecmeta_lib.env import EdgeCloudEnv
+from ecmeta_lib.policies import CONTEXT_SEED
 from ecmeta_lib.slot import outcome_of, repair
-from ecmeta_lib.training import CONTEXT_SEED, collect_context, load_agent
 
 
 def choice_regret(run_dir: str, condition: str, task_seed: int, *, slots: int = 40,
@@ -56,7 +58,7 @@ def choice_regret(run_dir: str, condition: str, task_seed: int, *, slots: int = 
         zz = None if z is None else z.unsqueeze(0)
         with torch.no_grad():
             raw = agent.critics[0].values(o, None, zz)[0]
-            pred = (-agent.user_values(raw) / agent.cfg.reward_scale).numpy()
+            pred = (-agent.user_values(raw) / agent.cfg.critic.reward_scale).numpy()
             choice = agent.actor(o, zz)[0].argmax(-1).numpy()
         best = true.min(axis=1).mean()
         sq.append(((pred - true) ** 2).mean())

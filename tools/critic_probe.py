@@ -25,7 +25,10 @@ import torch
 from ecmeta_lib.agents import ActionSpec, DiscreteSACAgent
 from ecmeta_lib.conditions import make_task_set
 from ecmeta_lib.env import EdgeCloudEnv
-from ecmeta_lib.training import HELDOUT_SEED, critic_error, get_profile, random_slots
+from ecmeta_lib.evaluation import HELDOUT_SEED
+from ecmeta_lib.profiles import get_profile
+from ecmeta_lib.rollout import random_slots
+from ecmeta_lib.training import critic_error
 from ecmeta_lib.tuning import MIN_VALIDATION_TASK_SEED, apply_overrides, parse_overrides
 
 

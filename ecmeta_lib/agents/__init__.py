@@ -1,13 +1,25 @@
 """Learning agents: networks, replay/context buffers, the PEARL encoder and discrete SAC.
 
-One module per concept: `networks` (actor/critic architectures), `buffers` (replay and context
-buffers), `encoder` (PEARL's q_phi(z|c)), `sac` (the agent, its config and losses).
+One module per concept: `config` (the agent's grouped hyper-parameters and their rules;
+torch-free), `networks` (actor/critic architectures), `buffers` (replay and context buffers),
+`encoder` (PEARL's q_phi(z|c)), `updates` (the two update rules), `sac` (the agent).
+
+Importing this package imports no torch: the names below load their module when first used.
 """
 
-from .buffers import ContextBuffer, ReplayBuffer
-from .encoder import ContextEncoder, PerUserContextEncoder
-from .networks import ActionSpec
-from .sac import DiscreteSACAgent, NonFiniteLossError, SACConfig
+from __future__ import annotations
 
-__all__ = ["ActionSpec", "ContextBuffer", "ContextEncoder", "DiscreteSACAgent",
-           "NonFiniteLossError", "PerUserContextEncoder", "ReplayBuffer", "SACConfig"]
+from importlib import import_module
+
+_WHERE = {"ActionSpec": "networks", "ContextBuffer": "buffers", "ReplayBuffer": "buffers",
+          "ContextEncoder": "encoder", "PerUserContextEncoder": "encoder",
+          "DiscreteSACAgent": "sac", "NonFiniteLossError": "sac", "SACConfig": "config"}
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(import_module(f".{_WHERE[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = sorted(_WHERE)
