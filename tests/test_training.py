@@ -28,7 +28,8 @@ def test_profiles_exist_and_paper_matches_table_1() -> None:
     assert set(PROFILES) == {"smoke", "quick", "paper"}
     p = get_profile("paper")
     a = p.agent.flat()
-    assert (a["lr"], a["hidden"], a["n_layers"], a["kl_weight"], a["arch"]) == (3e-5, 700, 5, 0.1, "flat")
+    assert (a["lr"], a["hidden"], a["n_layers"], a["kl_weight"], a["arch"]) == (
+        3e-5, 700, 5, 0.1, "flat")
     assert (p.batch_size, p.lambda1, p.lambda2, p.t_train, p.k_prime) == (256, 10, 40, 40, 2)
     with pytest.raises(ValueError, match="unknown profile"):
         get_profile("fast")
@@ -59,7 +60,8 @@ def test_actor_mode_methods_is_per_method_and_keys_only_those_runs() -> None:
     assert base.agent.actor.greedy_critic
     prof = replace(base, actor_mode_methods=("sac_dt",))
     assert not prof.agent_config("sac_dt").actor.greedy_critic
-    assert prof.agent_config("sac_t_m").actor.greedy_critic and prof.agent_config("pearl").actor.greedy_critic
+    assert prof.agent_config("sac_t_m").actor.greedy_critic
+    assert prof.agent_config("pearl").actor.greedy_critic
     assert prof.agent_config("sac_dt") == base.agent_config("sac_dt").with_(greedy_critic=False)
     # the other methods keep their run keys (and their cached runs); the listed one gets a new key
     for method in ("pearl", "sac_t_m", "sac_aisf_1"):
