@@ -66,6 +66,7 @@ from .policies import (
     dt_mean_condition,
     greedy_action,
 )
+from .rollout import rollout
 from .slot import option_table
 from .system import sample_user_state
 
@@ -498,12 +499,13 @@ class LiveIdentifyGreedy(BlindGreedyPolicy):
 # --------------------------------------------------------------------------------------------
 TRACE_COLUMNS: tuple[str, ...] = (
     "slot", "segment", "upgrade", "mean_latency_s", "oracle_latency_s", "gap_pct", "regret_s",
-    "accuracy_violation_rate", "decision_ms", "update_ms")
+    "accuracy_violation_rate", "decision_ms", "update_ms", "oracle_ms")
 
 
 def score_stream(policy: Any | Callable[[], Any], scenario: Scenario, *, announce: bool = True,
                  with_oracle: bool = True, config: EnvConfig | None = None,
-                 oracle_backend: str = "highs", n_slots: int | None = None) -> pd.DataFrame:
+                 oracle_backend: str = "highs", n_slots: int | None = None,
+                 oracle_latency: np.ndarray | None = None) -> pd.DataFrame:
     """Run a controller over `scenario`'s stream and return its per-slot trace.
 
     Args:
@@ -518,13 +520,16 @@ def score_stream(policy: Any | Callable[[], Any], scenario: Scenario, *, announc
         config: the env config (default `EnvConfig()`; must describe the scenario's system).
         oracle_backend: "highs", "gurobi" or "auto".
         n_slots: score only the first `n_slots` slots (default: the whole stream).
+        oracle_latency: the stream's per-slot optimum, solved before (`lifecycle_runner`
+            keeps it on disk): fills the cache, so no slot is solved again.
 
     Returns one row per slot (`TRACE_COLUMNS`): ``slot``; ``segment`` (index of the condition
     in force); ``upgrade`` (True on an event slot, announced or not); ``mean_latency_s`` (mean
     over users, s); ``oracle_latency_s`` (NaN without the oracle); ``gap_pct`` = 100 (latency -
     oracle) / oracle; ``regret_s`` = latency - oracle; ``accuracy_violation_rate`` (fraction of
     users under their requirement); ``decision_ms`` (wall time of ``act``, ms) and
-    ``update_ms`` (of ``observe``, where a controller learns or re-identifies, ms).
+    ``update_ms`` (of ``observe``, where a controller learns or re-identifies, ms);
+    ``oracle_ms`` (wall time of the oracle's solve where this call solved it, else NaN).
     """
     if isinstance(policy, type) or not all(callable(getattr(policy, a, None))
                                            for a in ("reset", "act", "observe")):
@@ -542,6 +547,12 @@ def score_stream(policy: Any | Callable[[], Any], scenario: Scenario, *, announc
     env = EdgeCloudLifecycleEnv(scenario=scenario, announce=announce, config=config)
     obs, _ = env.reset()
     key = ("lifecycle", _system_key(env.system), scenario.key, env.config)
+    if with_oracle and oracle_latency is not None:
+        given = np.asarray(oracle_latency, dtype=float)
+        if given.shape != (scenario.n_slots,):
+            raise ValueError(f"oracle_latency has shape {given.shape}, the stream has "
+                             f"{scenario.n_slots} slots")
+        _ORACLE_CACHE[key] = given.copy()
     orc = _ORACLE_CACHE.get(key) if with_oracle else None
     if with_oracle and orc is None:
         orc = np.full(scenario.n_slots, np.nan)
@@ -551,22 +562,31 @@ def score_stream(policy: Any | Callable[[], Any], scenario: Scenario, *, announc
 
     policy.reset(env)
     lat, viol, dec, upd = (np.empty(n) for _ in range(4))
+    orc_ms = np.full(n, np.nan)
     clock = time.perf_counter
-    for t in range(n):
+
+    def solve_oracle(t: int) -> None:  # timed: the oracle's decision time is a metric too
         if orc is not None and np.isnan(orc[t]):
+            t0 = clock()
             orc[t] = _oracle(env.system, env.condition, env.user_state, oracle_backend,
                              table=env.option_table).mean_latency
+            orc_ms[t] = (clock() - t0) * 1e3
+
+    def act(o: np.ndarray) -> np.ndarray:
         t0 = clock()
-        action = np.asarray(policy.act(obs))
-        t1 = clock()
-        next_obs, reward, _, _, info = env.step(action)
-        t2 = clock()
-        policy.observe(obs, action, reward, next_obs, info)
-        t3 = clock()
-        dec[t], upd[t] = (t1 - t0) * 1e3, (t3 - t2) * 1e3
+        action = np.asarray(policy.act(o))
+        dec[env._slot] = (clock() - t0) * 1e3
+        return action
+
+    def record(t: int, o: np.ndarray, action: np.ndarray, reward: float, next_o: np.ndarray,
+               info: dict[str, Any]) -> None:
+        t0 = clock()
+        policy.observe(o, action, reward, next_o, info)
+        upd[t] = (clock() - t0) * 1e3
         lat[t] = info["mean_latency"]
         viol[t] = 1.0 - float(np.mean(info["accuracy_ok"]))
-        obs = next_obs
+
+    rollout(env, n, act, obs=obs, before=solve_oracle, after=record)
     slots = np.arange(n)
     oracle_lat = orc[:n].copy() if orc is not None else np.full(n, np.nan)
     return pd.DataFrame({
@@ -574,7 +594,7 @@ def score_stream(policy: Any | Callable[[], Any], scenario: Scenario, *, announc
         "upgrade": np.isin(slots, scenario.event_slots), "mean_latency_s": lat,
         "oracle_latency_s": oracle_lat, "gap_pct": (lat - oracle_lat) / oracle_lat * 100.0,
         "regret_s": lat - oracle_lat, "accuracy_violation_rate": viol, "decision_ms": dec,
-        "update_ms": upd})
+        "update_ms": upd, "oracle_ms": orc_ms})
 
 
 @dataclass(frozen=True, eq=False)
@@ -603,7 +623,8 @@ def stream_metrics(trace: pd.DataFrame, *, window: int = 20, tol_pts: float = 2.
     * ``stream_gap_pct`` = 100 (sum_t L_t - sum_t O_t) / sum_t O_t: the gap to the oracle of
       the summed latencies (a ratio of sums, not a mean of per-slot gaps).
     * ``regret_s`` = sum_t (L_t - O_t), seconds of mean-over-users latency summed over slots.
-    * ``decision_ms_p50`` / ``_p99``: percentiles of ``decision_ms`` over slots.
+    * ``decision_ms_p50`` / ``_p99``: percentiles over slots of a slot's compute,
+      ``decision_ms`` + ``update_ms`` (acting, and learning or inferring z, where the trace has it).
     * Per upgrade event at slot e, its segment [e, E) (E: the next event or the stream's end):
       the moving gap g(s) = 100 (sum L - sum O) / sum O over the window [s - W + 1, s]
       (W = `window`), defined for s in [e + W - 1, E) so that a window never reaches back
@@ -668,6 +689,8 @@ def stream_metrics(trace: pd.DataFrame, *, window: int = 20, tol_pts: float = 2.
     per = pd.DataFrame(rows, columns=["event", "slot", "segment_slots", "level_pct",
                                       "recovery_slots", *(f"gap_first{h}_pct" for h in early)])
     dec = trace["decision_ms"].to_numpy(dtype=float)
+    if "update_ms" in trace:  # a slot's whole compute: acting and learning or inferring z
+        dec = dec + trace["update_ms"].to_numpy(dtype=float)
 
     def mean_defined(col: str) -> float:
         v = per[col].to_numpy(dtype=float)
@@ -684,6 +707,9 @@ def stream_metrics(trace: pd.DataFrame, *, window: int = 20, tol_pts: float = 2.
         "n_upgrades": float(events.size),
         "n_recovered": float(np.isfinite(per["recovery_slots"].to_numpy(dtype=float)).sum()),
         "recovery_slots_mean": mean_defined("recovery_slots"),
+        "recovery_slots_median": (float(np.nanmedian(per["recovery_slots"].to_numpy(float)))
+                                  if np.isfinite(per["recovery_slots"].to_numpy(float)).any()
+                                  else float("nan")),
         **{f"gap_first{h}_pct_mean": mean_defined(f"gap_first{h}_pct") for h in early},
     }
     return StreamMetrics(summary=summary, per_upgrade=per)

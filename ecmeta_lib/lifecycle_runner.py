@@ -1,0 +1,259 @@
+"""The lifecycle experiment: every controller over the same upgrade stream, scored slot by slot.
+
+``python -m ecmeta_lib lifecycle --profile P --scenario-seed N --seeds 0 1 2`` (or
+`run_lifecycle`) first makes sure the grid's PEARL and SAC_DT runs of those seeds exist (the
+grid's own cache and executors: trained if missing, reused if done), then runs one job per
+(scenario seed, controller, seed) through the same executors (a local process pool or one Ray
+task per job), and writes::
+
+    results/<profile>/lifecycle/<scenario id>/oracle.csv     the optimum per slot, solve time
+                  .../<scenario id>/trace-<controller>-s<seed>.csv.gz      per-slot traces
+    results/<profile>/lifecycle/lifecycle.csv     stream metrics per controller, seed, scenario
+
+A job writes its trace atomically when the stream ends and is skipped when the trace exists, so a
+killed command loses only the streams under way and a rerun gives the same numbers (every
+controller is seeded; the stream is fixed by the scenario seed). ``lifecycle.csv`` is rebuilt
+from the traces at the end. The scenario id hashes the scenario (task set, scenario config,
+scenario seed) and the profile of the learned controllers.
+
+Controllers (`CONTROLLERS`; only the informed greedy and the oracle read the true condition):
+``greedy`` (informed), ``random``, ``blind_greedy`` (greedy on the mean of the twins),
+``identify_greedy`` (`lifecycle.LiveIdentifyGreedy`: re-synchronised from live telemetry after
+each announced upgrade), ``pearl_online`` (`lifecycle_controllers.PEARLOnline`, no gradient
+step), ``sac_dt`` (meta-trained on the twins, never adapting), ``sac_retrain`` and
+``sac_finetune`` (`lifecycle_controllers.SACOnline`, learning on the live stream with the
+learner's budget per slot). The deterministic heuristics have no seed: one trace per scenario.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from . import executors
+from .cache import digest, write_csv
+from .conditions import make_task_set
+from .lifecycle import (
+    LiveIdentifyGreedy,
+    get_scenario_config,
+    make_scenario,
+    score_stream,
+    stream_metrics,
+)
+from .profiles import get_profile
+
+CONTROLLERS: tuple[str, ...] = ("greedy", "random", "blind_greedy", "identify_greedy",
+                                "pearl_online", "sac_dt", "sac_retrain", "sac_finetune")
+SEEDLESS = ("greedy", "blind_greedy", "identify_greedy")
+"""Deterministic controllers: one trace per scenario, the same for every seed."""
+LEARNED = ("pearl", "sac_dt")
+"""The grid's methods the lifecycle's learned controllers start from."""
+PEARL_CONTEXT = 20
+"""Context transitions per user and restart of PEARL online (PEARL's adaptation budget)."""
+IDENTIFY_CONTEXT = 9
+"""Live context slots of the identifying greedy (|F| x |M|: every (model, quality) pair)."""
+
+
+def scenario_dir(profile: str, scenario_seed: int, task_seed: int,
+                 results_root: Path | str) -> Path:
+    """The folder of one scenario's traces."""
+    prof = get_profile(profile)
+    scen = get_scenario_config(profile)
+    key = digest({"profile": prof, "scenario": scen, "scenario_seed": scenario_seed,
+                  "task_seed": task_seed})
+    return Path(results_root) / profile / "lifecycle" / f"scn{scenario_seed}-t{task_seed}-{key}"
+
+
+def _make_controller(name: str, seed: int, profile: str, task_seed: int, results_root: str,
+                     env_config: Any) -> Any:
+    """The controller `name` for training seed `seed` (learned ones load the grid's agents)."""
+    from .policies import BlindGreedyPolicy, GreedyPolicy, RandomPolicy
+
+    if name == "greedy":
+        return GreedyPolicy()
+    if name == "random":
+        return RandomPolicy(seed=seed)
+    if name == "blind_greedy":
+        return BlindGreedyPolicy()
+    if name == "identify_greedy":
+        return LiveIdentifyGreedy(IDENTIFY_CONTEXT, name="identify_greedy")
+    import torch
+
+    from .agent_policies import AgentPolicy
+    from .agents import ActionSpec
+    from .checkpoints import load_agent
+    from .env import EdgeCloudEnv
+    from .lifecycle_controllers import PEARLOnline, SACOnline
+    from .runner import RunSpec
+
+    torch.set_num_threads(1)
+
+    def trained(method: str) -> Any:
+        run = RunSpec(method, seed, profile, task_seed).run_dir(results_root)
+        return load_agent(run)
+
+    if name == "pearl_online":
+        return PEARLOnline(trained("pearl"), PEARL_CONTEXT, seed=seed, name=name)
+    if name == "sac_dt":
+        return AgentPolicy(trained("sac_dt"), name=name)
+    prof = get_profile(profile)
+    spec = ActionSpec.from_env(EdgeCloudEnv(config=env_config))
+    # the learner's budget: its gradient steps per collected slot in training, K' x batch each
+    per_slot = max(1, round(prof.iterations * prof.t_train
+                            / (prof.iterations * prof.collect_steps + prof.initial_random_steps)))
+    common = dict(seed=seed, updates_per_slot=per_slot, batch=prof.k_prime * prof.batch_size,
+                  warmup=prof.initial_random_steps, lambda1=prof.lambda1, lambda2=prof.lambda2,
+                  buffer_capacity=prof.buffer_capacity, name=name)
+    if name == "sac_retrain":
+        # eager update: a compiled one would recompile at every restart (same algorithm)
+        cfg = prof.agent_config("sac_aisf_1").with_(compiled_update=False)
+        return SACOnline(spec, cfg, mode="retrain", **common)
+    if name == "sac_finetune":
+        dt = trained("sac_dt")
+        return SACOnline(spec, dt.cfg.with_(compiled_update=False), mode="finetune",
+                         init_state=dt.state_dict(), **common)
+    raise ValueError(f"unknown controller {name!r}; choose from {', '.join(CONTROLLERS)}")
+
+
+def _job(profile: str, scenario_seed: int, task_seed: int, controller: str, seed: int,
+         results_root: str) -> dict[str, Any]:
+    """One controller over one stream; returns where its trace is. Idempotent."""
+    prof = get_profile(profile)
+    folder = scenario_dir(profile, scenario_seed, task_seed, results_root)
+    out = folder / (f"trace-{controller}.csv.gz" if controller in SEEDLESS
+                    else f"trace-{controller}-s{seed}.csv.gz")
+    if out.exists():
+        return {"trace": str(out), "wall_s": float("nan"), "grad_steps": float("nan")}
+    task_set = make_task_set(task_seed, prof.env.system, prof.env.conditions)
+    scenario = make_scenario(task_set, scenario_seed, get_scenario_config(profile),
+                             condition_config=prof.env.conditions)
+    oracle = pd.read_csv(folder / "oracle.csv")["oracle_latency_s"].to_numpy()
+    policy = _make_controller(controller, seed, profile, task_seed, results_root, prof.env)
+    t0 = time.perf_counter()
+    trace = score_stream(policy, scenario, config=prof.env, oracle_latency=oracle)
+    wall = time.perf_counter() - t0
+    trace["grad_steps"] = int(getattr(policy, "grad_steps", 0))
+    trace["wall_s"] = wall
+    write_csv(out, trace.drop(columns=["oracle_ms"]), compression="gzip")
+    return {"trace": str(out), "wall_s": wall, "grad_steps": trace["grad_steps"].iloc[0]}
+
+
+def oracle_trace(profile: str, scenario_seed: int, task_seed: int,
+                 results_root: Path | str) -> pd.DataFrame:
+    """The per-slot optimum of one stream and its solve time (cached in ``oracle.csv``)."""
+    from .policies import GreedyPolicy
+
+    folder = scenario_dir(profile, scenario_seed, task_seed, results_root)
+    path = folder / "oracle.csv"
+    if path.exists():
+        return pd.read_csv(path)
+    prof = get_profile(profile)
+    task_set = make_task_set(task_seed, prof.env.system, prof.env.conditions)
+    scenario = make_scenario(task_set, scenario_seed, get_scenario_config(profile),
+                             condition_config=prof.env.conditions)
+    trace = score_stream(GreedyPolicy(), scenario, config=prof.env)  # solves every slot, timed
+    out = trace[["slot", "segment", "upgrade", "oracle_latency_s", "oracle_ms"]]
+    write_csv(path, out)
+    return out
+
+
+def run_lifecycle(profile: str, scenario_seeds: Sequence[int], seeds: Sequence[int], *,
+                  task_seed: int = 0, controllers: Sequence[str] = CONTROLLERS,
+                  results_root: Path | str = "results", workers: int = 1,
+                  executor: str = "local", address: str | None = None,
+                  progress: bool = True) -> pd.DataFrame:
+    """Run every (scenario seed, controller, seed) not done yet; write and return lifecycle.csv.
+
+    The learned controllers' grid runs (PEARL, SAC_DT of `seeds`) are trained first if missing
+    (`runner.run_grid`, same cache and executor)."""
+    from .runner import run_grid
+
+    unknown = [c for c in controllers if c not in CONTROLLERS]
+    if unknown:
+        raise ValueError(f"unknown controller(s) {unknown}; choose from {', '.join(CONTROLLERS)}")
+    get_scenario_config(profile)
+    if any(c in ("pearl_online", "sac_dt", "sac_finetune") for c in controllers):
+        run_grid(profile, LEARNED, seeds, task_seed=task_seed, results_root=results_root,
+                 workers=workers, executor=executor, address=address, progress=progress)
+    for s in scenario_seeds:
+        oracle_trace(profile, s, task_seed, results_root)
+    jobs = []
+    for s in scenario_seeds:
+        for c in controllers:
+            for seed in ([seeds[0]] if c in SEEDLESS else seeds):
+                args = (profile, int(s), int(task_seed), c, int(seed), str(results_root))
+                jobs.append(executors.Job(key=f"scn{s}/{c}/s{seed}", args=args))
+    done = []
+
+    def on_done(job: executors.Job, result: dict[str, Any]) -> None:
+        done.append(job.key)
+        if progress:
+            print(f"[lifecycle] {job.key} done ({len(done)}/{len(jobs)})", flush=True)
+
+    if executor == "ray":
+        executors.run_ray(_job, jobs, results_root=results_root,
+                          resources=executors.task_resources("cpu", 1), address=address,
+                          num_cpus=workers, on_done=on_done)
+    else:
+        executors.run_local(_job, jobs, workers=max(1, workers), on_done=on_done)
+    return lifecycle_table(profile, scenario_seeds, seeds, task_seed=task_seed,
+                           controllers=controllers, results_root=results_root)
+
+
+def lifecycle_table(profile: str, scenario_seeds: Sequence[int], seeds: Sequence[int], *,
+                    task_seed: int = 0, controllers: Sequence[str] = CONTROLLERS,
+                    results_root: Path | str = "results", write: bool = True) -> pd.DataFrame:
+    """The metrics of every finished trace (`lifecycle.stream_metrics`), one row per controller,
+    seed and scenario seed; the oracle's own decision time as the row ``oracle``. Written to
+    ``results/<profile>/lifecycle/lifecycle.csv`` (atomically) unless ``write=False``."""
+    rows = []
+    for s in scenario_seeds:
+        folder = scenario_dir(profile, s, task_seed, results_root)
+        orc_path = folder / "oracle.csv"
+        if not orc_path.exists():
+            continue
+        orc = pd.read_csv(orc_path)
+        rows.append({"method": "oracle", "seed": -1, "scenario_seed": s, "task_seed": task_seed,
+                     "stream_gap_pct": 0.0, "regret_s": 0.0,
+                     "mean_latency_s": float(orc["oracle_latency_s"].mean()),
+                     "decision_ms_p50": float(orc["oracle_ms"].median()),
+                     "decision_ms_p99": float(orc["oracle_ms"].quantile(0.99)),
+                     "n_upgrades": float(orc["upgrade"].sum())})
+        for c in controllers:
+            for seed in ([seeds[0]] if c in SEEDLESS else seeds):
+                path = folder / (f"trace-{c}.csv.gz" if c in SEEDLESS
+                                 else f"trace-{c}-s{seed}.csv.gz")
+                if not path.exists():
+                    continue
+                trace = pd.read_csv(path)
+                m = stream_metrics(trace)
+                rows.append({"method": c, "seed": -1 if c in SEEDLESS else seed,
+                             "scenario_seed": s, "task_seed": task_seed, **m.summary,
+                             "grad_steps": int(trace["grad_steps"].iloc[0]),
+                             "wall_s": float(trace["wall_s"].iloc[0])})
+    table = pd.DataFrame(rows)
+    if write and len(table):
+        write_csv(Path(results_root) / profile / "lifecycle" / "lifecycle.csv", table)
+    return table
+
+
+def load_trace(profile: str, scenario_seed: int, controller: str, seed: int, *,
+               task_seed: int = 0, results_root: Path | str = "results") -> pd.DataFrame:
+    """One controller's per-slot trace (with the oracle), as `score_stream` returned it."""
+    folder = scenario_dir(profile, scenario_seed, task_seed, results_root)
+    name = (f"trace-{controller}.csv.gz" if controller in SEEDLESS
+            else f"trace-{controller}-s{seed}.csv.gz")
+    path = folder / name
+    if not path.exists():
+        raise FileNotFoundError(
+            f"no lifecycle trace {path}; run: python -m ecmeta_lib lifecycle --profile {profile} "
+            f"--scenario-seed {scenario_seed} --seeds {seed} --results {results_root}")
+    return pd.read_csv(path)
+
+
+__all__ = ["CONTROLLERS", "SEEDLESS", "lifecycle_table", "load_trace", "oracle_trace",
+           "run_lifecycle", "scenario_dir"]
