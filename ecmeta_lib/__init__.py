@@ -15,7 +15,7 @@ from .conditions import (
 )
 from .config import ConditionConfig, EnvConfig, SystemConfig
 from .env import ENV_ID, EdgeCloudEnv
-from .evaluation import EvalResult, Policy, bootstrap_ci, compare, evaluate
+from .evaluation import EvalResult, Policy, compare, evaluate
 from .knapsack import solve_p2
 from .lifecycle import LIFECYCLE_ENV_ID, EdgeCloudLifecycleEnv, ScenarioConfig, make_scenario
 
@@ -31,6 +31,7 @@ from .policies import (
     RandomPolicy,
 )
 from .slot import OptionTable, SlotOutcome, option_table, run_slot
+from .stats import bootstrap_ci
 from .system import System, UserState
 
 __version__ = "0.1.0"

@@ -24,6 +24,7 @@ from .config import EnvConfig
 from .env import EdgeCloudEnv
 from .oracle import oracle as _oracle
 from .rollout import rollout
+from .stats import bootstrap_ci
 from .system import System
 
 # The study's slot streams: one seed per purpose, common to every method.
@@ -65,27 +66,6 @@ class EvalResult:
     """policy, condition, seed, task_seed, n_slots, mean_latency_s, ci_low_s, ci_high_s,
     oracle_latency_s, gap_to_oracle_pct, accuracy_violation_rate, cloud_share, local_share,
     edge_share, overflow_share."""
-
-
-def bootstrap_ci(values: Sequence[float] | np.ndarray, n_boot: int = 2000, seed: int = 0,
-                 level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap confidence interval of the mean of `values` (resampled with
-    replacement, `n_boot` times, from a seeded generator: deterministic). Works on per-slot
-    latencies of one run or on per-seed means alike. One value gives a zero-width interval."""
-    x = np.asarray(values, dtype=float).ravel()
-    if x.size == 0:
-        raise ValueError("bootstrap_ci needs at least one value")
-    if not np.all(np.isfinite(x)):
-        raise ValueError("bootstrap_ci: values must be finite")
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"level must be in (0, 1), got {level}")
-    if n_boot < 1:
-        raise ValueError(f"n_boot must be positive, got {n_boot}")
-    rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, x.size, size=(n_boot, x.size))].mean(axis=1)
-    alpha = (1.0 - level) / 2.0
-    lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
-    return float(lo), float(hi)
 
 
 # --------------------------------------------------------------------------------------------

@@ -37,11 +37,43 @@ from .agents.config import (
     OptimConfig,
     SACConfig,
 )
+from .agents.config import target_entropy as _target_entropy
 from .conditions import DT_NAMES, TEST_NAMES
 from .config import EnvConfig
 
 METHODS: tuple[str, ...] = ("pearl", "sac_dt", "sac_t_m", "sac_aisf_1", "sac_aisf_2",
                             "sac_aisf_3")
+"""The learned methods, in the order every table, figure and CLI lists them."""
+BASELINES: tuple[str, ...] = ("greedy", "identify_greedy", "blind_greedy", "random", "oracle")
+"""The deterministic policies scored beside them (`ecmeta_lib.analysis.baselines`), in order."""
+METHOD_LABELS: dict[str, str] = {
+    "pearl": "PEARL (adapted on Ti)",
+    "sac_dt": "SAC_DT",
+    "sac_t_m": "SAC_T_M",
+    "sac_aisf_1": "SAC_AiSF_1",
+    "sac_aisf_2": "SAC_AiSF_2",
+    "sac_aisf_3": "SAC_AiSF_3",
+    "oracle": "oracle (per-slot MILP)",
+    "greedy": "greedy (knows condition)",
+    "random": "random",
+    "blind_greedy": "blind greedy (never sees the condition)",
+    "identify_greedy": "identify-then-greedy",
+}
+"""Display name of every method and baseline (`label`)."""
+
+
+def label(method: str) -> str:
+    """Display name of a method, heuristic or yardstick (names like ``identify_greedy[20]``
+    keep their bracket)."""
+    base, _, rest = method.partition("[")
+    return METHOD_LABELS.get(method, METHOD_LABELS.get(base, base) + (f" [{rest}" if rest else ""))
+
+
+def method_rank(method: str) -> int:
+    """Sort key of a method or baseline (by base name): the learned methods in `METHODS` order,
+    then the `BASELINES`, then anything else."""
+    order = {m: i for i, m in enumerate(METHODS + BASELINES)}
+    return order.get(method.partition("[")[0], 50)
 
 def _pos_int(name: str, v: Any) -> None:
     if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
@@ -242,3 +274,12 @@ def training_conditions(method: str) -> tuple[str, ...]:
     if method.startswith("sac_aisf_") and method[len("sac_aisf_"):] in ("1", "2", "3"):
         return (TEST_NAMES[int(method[-1]) - 1],)
     raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
+
+
+def target_entropy(profile: str | Profile) -> float:
+    """The entropy the temperature of `profile`'s agents steers towards (nats, summed over users
+    and heads), from the one definition the agent uses (`agents.config.target_entropy`)."""
+    prof = get_profile(profile)
+    sys_cfg = prof.env.system
+    heads = (sys_cfg.n_methods, sys_cfg.n_servers + 1, sys_cfg.n_models)
+    return _target_entropy(prof.agent, sys_cfg.n_users, heads)

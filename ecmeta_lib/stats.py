@@ -5,7 +5,7 @@ Two kinds of interval, never mixed:
 * over seeds (`mean_ci`, `paired_test`): a learned method is a random variable of its training
   seed, so its 95 % interval is Student-t over the n seeds of one condition (never seeds x
   conditions pooled: those values share a seed and are not independent draws);
-* over slots (`slot_bootstrap_ci`): a deterministic policy (heuristic, yardstick, oracle) has no
+* over slots (`bootstrap_ci`): a deterministic policy (heuristic, yardstick, oracle) has no
   seed; its only randomness is which slots were drawn, so its interval is a bootstrap of the mean
   over the evaluated slots.
 """
@@ -39,19 +39,30 @@ CI_SLOTS = "slot bootstrap"
 """Label of a bootstrap interval over evaluated slots (one deterministic policy)."""
 
 
-def slot_bootstrap_ci(values: Sequence[float] | np.ndarray, confidence: float = 0.95,
-                      seed: int = 0, n_resamples: int = 2000) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean over slots (`scipy.stats.bootstrap`, seeded so a
-    rerun gives the same bounds). One value gives a zero-width interval."""
+def bootstrap_ci(values: Sequence[float] | np.ndarray, n_boot: int = 2000, seed: int = 0,
+                 level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of `values` over slots: resampled with
+    replacement `n_boot` times from ``np.random.default_rng(seed)`` (a rerun gives the same
+    bounds). The one bootstrap of the package: final.csv's per-run interval
+    (`evaluation.evaluate`) and a deterministic policy's in the baselines (`CI_SLOTS`). One value
+    gives a zero-width interval; empty or non-finite values raise `ValueError`.
+
+    Ours rather than `scipy.stats.bootstrap`: the same kind of interval (percentile), but this
+    exact resampling is what every committed final.csv holds."""
     x = np.asarray(values, dtype=float).ravel()
-    x = x[np.isfinite(x)]
     if x.size == 0:
-        return float("nan"), float("nan")
-    if x.size == 1 or np.all(x == x[0]):
-        return float(x[0]), float(x[0])
-    res = stats.bootstrap((x,), np.mean, confidence_level=confidence, n_resamples=n_resamples,
-                          method="percentile", random_state=np.random.default_rng(seed))
-    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+        raise ValueError("bootstrap_ci needs at least one value")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("bootstrap_ci: values must be finite")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be positive, got {n_boot}")
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, x.size, size=(n_boot, x.size))].mean(axis=1)
+    alpha = (1.0 - level) / 2.0
+    lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
+    return float(lo), float(hi)
 
 
 def paired_test(values: Sequence[float] | np.ndarray, alternative: str = "greater",

@@ -33,7 +33,7 @@ per-user myopic joint update (``"myopic_joint"``, `ecmeta_lib.agents.updates.myo
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -331,3 +331,20 @@ class SACConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def uniform_entropy(n_users: int, heads: Sequence[int]) -> float:
+    """Entropy (nats) of the uniform policy over `n_users` users, each choosing one option of
+    every head (sizes `heads`, in action order (|M|, |H|+1, |F|)), summed over users and heads."""
+    return float(n_users * sum(math.log(h) for h in heads))
+
+
+def target_entropy(cfg: SACConfig, n_users: int, heads: Sequence[int]) -> float:
+    """The one definition of the entropy the temperature steers towards (nats, summed over users
+    and heads): ``cfg.actor.target_entropy`` times `uniform_entropy`, or the paper's -3|U|
+    (``"paper"``). The agent (`DiscreteSACAgent.target_entropy`) and the figures
+    (`ecmeta_lib.profiles.target_entropy`) both call it."""
+    te = cfg.actor.target_entropy
+    if te == "paper":
+        return -3.0 * n_users
+    return float(te) * uniform_entropy(n_users, heads)

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .config import uniform_entropy
+
 
 @dataclass(frozen=True)
 class ActionSpec:
@@ -60,8 +62,7 @@ class ActionSpec:
     @property
     def max_entropy(self) -> float:
         """Entropy (nats) of the uniform policy, summed over users and heads."""
-        import math
-        return float(self.n_users * sum(math.log(h) for h in self.heads))
+        return uniform_entropy(self.n_users, self.heads)
 
     @classmethod
     def from_env(cls, env) -> ActionSpec:

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import SACConfig
+from .config import SACConfig, target_entropy
 from .encoder import ContextEncoder, PerUserContextEncoder
 from .networks import (
     ActionSpec,
@@ -121,10 +121,7 @@ class DiscreteSACAgent(nn.Module):
         self.critic2_target = (copy.deepcopy(self.critic2).requires_grad_(False)
                                if self.critic2 is not None else None)
         self.log_temperature = nn.Parameter(torch.tensor(math.log(cfg.actor.init_temperature)))
-        if cfg.actor.target_entropy == "paper":
-            self.target_entropy = -3.0 * spec.n_users
-        else:
-            self.target_entropy = float(cfg.actor.target_entropy) * spec.max_entropy
+        self.target_entropy = target_entropy(cfg, spec.n_users, spec.heads)
         self.to(self.device)
         critic_params = [p for c in self.critics for p in c.parameters()]
         if self.encoder is not None:
