@@ -122,31 +122,31 @@ def decisions_table(policies: dict[str, Sequence[Any]], conditions: Sequence[str
     return out
 
 
-def grid_decisions(table: pd.DataFrame, profile: str, *, results_root: Any = "results",
-                   task_seed: int = 0) -> pd.DataFrame:
+def grid_decisions(table: pd.DataFrame, profile: Any, *, results_root: Any = None,
+                   task_seed: int | None = None) -> pd.DataFrame:
     """`decisions_table` for a finished grid (`runner.run_table`): every learned run's final
     policy (PEARL adapted with the profile's ``eval_context`` transitions, as in final.csv), the
-    runner's yardsticks and the oracle, on final.csv's slots (``FINAL_SEED``, ``final_slots``).
-    Cached in ``results/<profile>/decisions-<hash>.csv.gz``."""
-    from pathlib import Path
-
-    from . import runner
+    yardsticks (`analysis.yardsticks`) and the oracle, on final.csv's slots (``FINAL_SEED``,
+    ``final_slots``). `profile` is a name or a `study.Study`. Cached in
+    ``results/<profile>/decisions-<hash>.csv.gz``."""
     from .agent_policies import make_policy
+    from .analysis import yardsticks
     from .cache import digest, write_csv
     from .checkpoints import load_agent
-    from .conditions import TEST_NAMES, make_task_set
+    from .conditions import TEST_NAMES
     from .evaluation import FINAL_SEED
-    from .profiles import get_profile
+    from .study import Study
 
-    prof = get_profile(profile)
+    study = Study.of(profile, task_seed=task_seed, results_root=results_root)
+    prof = study.profile
     done = table[table.done]
-    sticks = runner.yardsticks(profile)
+    sticks = yardsticks(study)
     key = digest({"runs": sorted(done.run_id), "policies": [type(p).__name__ for p in sticks],
-                  "task_seed": task_seed, "version": 1})
-    path = Path(results_root) / profile / f"decisions-{key}.csv.gz"
+                  "task_seed": study.task_seed, "version": 1})
+    path = study.profile_dir / f"decisions-{key}.csv.gz"
     if path.exists():
         return pd.read_csv(path)
-    task_set = make_task_set(task_seed, prof.env.system, prof.env.conditions)
+    task_set = study.task_set
     policies: dict[str, list[Any]] = {}
     for row in done.itertuples():
         agent = load_agent(row.dir)

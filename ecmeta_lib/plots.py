@@ -1,14 +1,15 @@
-"""Every figure and table of the reproduction, one function each.
+"""Every figure of the reproduction, one function each: it receives data and draws.
 
-Inputs are the tidy frames of `ecmeta_lib.runner` (and `ecmeta_lib.decisions`); outputs go to PNG
-+ PDF (figures) and CSV + Markdown (tables). Latencies are shown in ms. Intervals follow
+Inputs are the tidy frames of `ecmeta_lib.analysis` (and `ecmeta_lib.decisions`); outputs go to
+PNG + PDF. The tables and the numbers behind the figures (`results_table`, `seed_bands`,
+`decision_summary`, `latent_separation`) are computed in `ecmeta_lib.analysis`; the method order
+and labels are `ecmeta_lib.profiles`'s. Latencies are shown in ms. Intervals follow
 `ecmeta_lib.stats`: a learned method's is Student-t over its seeds (per condition), a deterministic
 policy's a bootstrap over the evaluated slots; the table says which.
 """
 
 from __future__ import annotations
 
-import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,26 +23,29 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from .analysis import (  # noqa: E402, F401 - the tables the notebooks read through `plots`
+    MS,
+    PLACES,
+    _ordered,
+    decision_summary,
+    latent_separation,
+    results_table,
+    seed_bands,
+    table_markdown,
+)
 from .conditions import TEST_NAMES  # noqa: E402
-from .stats import CI_SEEDS, CI_SLOTS, mean_ci  # noqa: E402
+from .profiles import (  # noqa: E402, F401 - as above
+    BASELINES,
+    METHOD_LABELS,
+    METHODS,
+    label,
+    target_entropy,
+)
+from .stats import mean_ci  # noqa: E402
 
-MS = 1e3  # s -> ms
-
-METHOD_LABELS = {
-    "pearl": "PEARL (adapted on Ti)",
-    "sac_dt": "SAC_DT",
-    "sac_t_m": "SAC_T_M",
-    "sac_aisf_1": "SAC_AiSF_1",
-    "sac_aisf_2": "SAC_AiSF_2",
-    "sac_aisf_3": "SAC_AiSF_3",
-    "oracle": "oracle (per-slot MILP)",
-    "greedy": "greedy (knows condition)",
-    "random": "random",
-    "blind_greedy": "blind greedy (never sees the condition)",
-    "identify_greedy": "identify-then-greedy",
-}
-METHOD_ORDER = ["pearl", "sac_dt", "sac_t_m", "sac_aisf_1", "sac_aisf_2", "sac_aisf_3"]
-BASELINE_ORDER = ["greedy", "identify_greedy", "blind_greedy", "random", "oracle"]
+METHOD_ORDER = list(METHODS)
+"""The learned methods in drawing order (`profiles.METHODS`, the one definition)."""
+BASELINE_ORDER = list(BASELINES)
 
 # One colour, line style and marker per learned method: told apart in print and by colour-blind
 # readers (the three SAC_AiSF_i share a marker family but not a colour or a dash).
@@ -61,13 +65,6 @@ BASELINE_STYLES: dict[str, dict] = {
     "blind_greedy": {"color": _CB[6], "ls": (0, (1, 1)), "marker": "h"},
     "random": {"color": "darkgray", "ls": ":", "marker": "x"},
 }
-
-
-def label(method: str) -> str:
-    """Display name of a method, heuristic or yardstick (names like ``identify_greedy[20]``
-    keep their bracket)."""
-    base, _, rest = method.partition("[")
-    return METHOD_LABELS.get(method, METHOD_LABELS.get(base, base) + (f" [{rest}" if rest else ""))
 
 
 def style(method: str) -> dict:
@@ -94,17 +91,6 @@ def _legend_below(fig: plt.Figure, ax: plt.Axes, ncol: int = 4, y: float = -0.02
     handles, labels = ax.get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper center", ncol=min(ncol, len(labels)), frameon=False,
                bbox_to_anchor=(0.5, y))
-
-
-def seed_bands(curves: pd.DataFrame, value: str = "mean_latency_s",
-               x: str = "env_steps") -> pd.DataFrame:
-    """Mean and 95% CI over seeds per (method, condition, x)."""
-    rows = []
-    for (method, cond, steps), g in curves.groupby(["method", "condition", x]):
-        m, lo, hi = mean_ci(g[value].to_numpy())
-        rows.append({"method": method, "condition": cond, x: steps, "mean": m,
-                     "ci_low": lo, "ci_high": hi, "n_seeds": int(g["seed"].nunique())})
-    return pd.DataFrame(rows)
 
 
 def _hlines(ax: plt.Axes, baselines: pd.DataFrame, cond: str,
@@ -177,75 +163,6 @@ def fig3(curves: pd.DataFrame, baselines: pd.DataFrame, out_dir: Path | str | No
 # ============================================================================================
 # results table and final latency
 # ============================================================================================
-def results_table(finals: pd.DataFrame, baselines: pd.DataFrame,
-                  out_dir: Path | str | None = None, stem: str = "results_table") -> pd.DataFrame:
-    """Per method and test condition: final latency with its 95% CI, the kind of that CI, gap to
-    the oracle, accuracy-violation rate, cloud share and the oracle latency of the slots it was
-    scored on (the same for every row of a condition: one slot stream).
-
-    Learned methods: mean and Student-t CI over seeds of this condition (n = seeds). Heuristics,
-    yardsticks and the oracle: one deterministic run, CI a bootstrap over its slots."""
-    rows = []
-    for (method, cond), g in finals.groupby(["method", "condition"]):
-        m, lo, hi = mean_ci(g.mean_latency_s.to_numpy())
-        n = int(g.seed.nunique())
-        rows.append({"method": method, "condition": cond, "n_seeds": n,
-                     "n_slots": int(g.n_slots.iloc[0]) if "n_slots" in g else np.nan,
-                     "latency_s": m, "ci_low_s": lo, "ci_high_s": hi,
-                     "ci_kind": f"{CI_SEEDS} (n={n})",
-                     "gap_to_oracle_pct": float(g.gap_to_oracle_pct.mean()),
-                     "accuracy_violation_rate": float(g.accuracy_violation_rate.mean()),
-                     "cloud_share": float(g.cloud_share.mean()),
-                     "oracle_latency_s": float(g.oracle_latency_s.mean()),
-                     # the critic's per-user latency RMS error on held-out slots of the
-                     # method's own training conditions (mean over seeds)
-                     "critic_rmse_s": float(g.critic_rmse_s.mean())
-                     if "critic_rmse_s" in g else np.nan})
-    for row in baselines.itertuples():
-        n_slots = getattr(row, "n_slots", np.nan)
-        rows.append({"method": row.method, "condition": row.condition, "n_seeds": 1,
-                     "n_slots": n_slots, "latency_s": row.mean_latency_s,
-                     "ci_low_s": getattr(row, "ci_low_s", np.nan),
-                     "ci_high_s": getattr(row, "ci_high_s", np.nan),
-                     "ci_kind": f"{CI_SLOTS} (n={int(n_slots)} slots)"
-                     if np.isfinite(n_slots) else CI_SLOTS,
-                     "gap_to_oracle_pct": row.gap_to_oracle_pct,
-                     "accuracy_violation_rate": getattr(row, "accuracy_violation_rate", np.nan),
-                     "cloud_share": getattr(row, "cloud_share", np.nan),
-                     "oracle_latency_s": getattr(row, "oracle_latency_s", np.nan)})
-    order = {m: i for i, m in enumerate(METHOD_ORDER + BASELINE_ORDER)}
-    table = pd.DataFrame(rows)
-    table = table.sort_values(
-        ["condition", "method"],
-        key=lambda s: s.map(lambda m: order.get(m.partition("[")[0], 50))
-        if s.name == "method" else s, kind="stable").reset_index(drop=True)
-    if out_dir is not None:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        table.to_csv(out / f"{stem}.csv", index=False, float_format="%.6g")
-        (out / f"{stem}.md").write_text(table_markdown(table))
-    return table
-
-
-def table_markdown(table: pd.DataFrame) -> str:
-    """Readable Markdown of the results table (latency in ms with its 95% CI and its kind)."""
-    lines = ["| condition | method | latency (ms) [95% CI] | CI over | gap to oracle | "
-             "accuracy violations | cloud share | critic error (ms RMS) |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in table.itertuples():
-        ci = ("" if not np.isfinite(r.ci_low_s)
-              else f" [{MS * r.ci_low_s:.1f}, {MS * r.ci_high_s:.1f}]")
-        viol = "" if not np.isfinite(r.accuracy_violation_rate) else \
-            f"{100 * r.accuracy_violation_rate:.2f} %"
-        cloud = "" if not np.isfinite(r.cloud_share) else f"{100 * r.cloud_share:.1f} %"
-        rmse = getattr(r, "critic_rmse_s", np.nan)
-        critic = "" if not np.isfinite(rmse) else f"{MS * rmse:.1f}"
-        lines.append(f"| {r.condition} | {label(r.method)} | {MS * r.latency_s:.1f}{ci} | "
-                     f"{getattr(r, 'ci_kind', '')} | {r.gap_to_oracle_pct:+.1f} % | {viol} | "
-                     f"{cloud} | {critic} |")
-    return "\n".join(lines) + "\n"
-
-
 def final_latency(table: pd.DataFrame, out_dir: Path | str | None = None,
                   stem: str = "final_latency") -> plt.Figure:
     """Final latency of every method on each test condition: points with their 95% CI (filled:
@@ -346,20 +263,10 @@ DIAGNOSTICS: dict[str, tuple[str, str]] = {
 }
 
 
-def target_entropy(profile) -> float:  # noqa: ANN001 - a training.Profile (torch-free import)
-    """The entropy the temperature steers towards in `profile` (nats, summed over users and
-    heads): a fraction of the uniform policy's, or the paper's -3|U|."""
-    sys_cfg = profile.env.system
-    te = profile.agent.actor.target_entropy
-    if te == "paper":
-        return -3.0 * sys_cfg.n_users
-    heads = (sys_cfg.n_methods, sys_cfg.n_servers + 1, sys_cfg.n_models)
-    return float(te) * sys_cfg.n_users * sum(math.log(h) for h in heads)
-
-
 def training_diagnostics(logs: pd.DataFrame, columns: Sequence[str],
                          out_dir: Path | str | None = None, stem: str = "training_diagnostics",
-                         target_entropy: float | None = None, x: str = "iteration"
+                         target_entropy: float | None = None,  # noqa: F811 - a value here
+                         x: str = "iteration"
                          ) -> plt.Figure:
     """One panel per diagnostic column (titles and units from `DIAGNOSTICS`) against iterations,
     mean and 95% CI over seeds per method; the target entropy as a line; one legend."""
@@ -401,25 +308,6 @@ def training_diagnostics(logs: pd.DataFrame, columns: Sequence[str],
     return fig
 
 
-def latent_separation(latents: pd.DataFrame) -> pd.DataFrame:
-    """How far apart the conditions' posterior means of z are, against the context size: per
-    n_context, the mean distance between the means of different conditions (between) and
-    between repeats of one condition (within; different context draws), in the (z0, z1) plane.
-    A between/within ratio well above 1 means the encoder tells the conditions apart."""
-    rows = []
-    for n, g in latents.groupby("n_context"):
-        pts = g[["z0", "z1"]].to_numpy()
-        cond = g.condition.to_numpy()
-        d = np.linalg.norm(pts[:, None] - pts[None], axis=-1)
-        same = cond[:, None] == cond[None]
-        off = ~np.eye(len(pts), dtype=bool)
-        within = d[same & off].mean() if (same & off).any() else np.nan
-        between = d[~same].mean() if (~same).any() else np.nan
-        rows.append({"n_context": int(n), "between": float(between), "within": float(within),
-                     "ratio": float(between / within) if within and within > 0 else np.nan})
-    return pd.DataFrame(rows)
-
-
 def latent_scatter(latents: pd.DataFrame, out_dir: Path | str | None = None,
                    stem: str = "latent_z") -> plt.Figure:
     """Left: posterior means of z at the largest context, projected on their first two principal
@@ -450,13 +338,6 @@ def latent_scatter(latents: pd.DataFrame, out_dir: Path | str | None = None,
 # ============================================================================================
 # decisions and quality of service
 # ============================================================================================
-PLACES = ("device", "edge", "cloud")
-
-
-def _ordered(names: Sequence[str] | pd.Index | pd.Series) -> list[str]:
-    """Unique names: the oracle, the learned methods, then the yardsticks (by base name)."""
-    rank = {m: i for i, m in enumerate(["oracle", *METHOD_ORDER, *BASELINE_ORDER])}
-    return sorted(dict.fromkeys(names), key=lambda m: rank.get(m.partition("[")[0], 99))
 
 
 def decisions_figure(dec: pd.DataFrame, curves: pd.DataFrame | None = None,
@@ -541,19 +422,6 @@ def decisions_figure(dec: pd.DataFrame, curves: pd.DataFrame | None = None,
     fig.tight_layout()
     _save(fig, out_dir, stem)
     return fig
-
-
-def decision_summary(dec: pd.DataFrame) -> pd.DataFrame:
-    """Per method: shares of each place, mean DS and model index, repair override rates and the
-    95th-percentile per-user latency (ms) - the numbers behind `decisions_figure`."""
-    g = dec.groupby("method")
-    out = pd.DataFrame({
-        **{f"{p}_share": g.place.apply(lambda s, p=p: float((s == p).mean())) for p in PLACES},
-        "mean_ds": g.ds.mean(), "mean_model": g.model.mean(),
-        "repair_any": g.repaired_any.mean(),
-        "p50_latency_ms": g.latency_s.quantile(0.5) * MS,
-        "p95_latency_ms": g.latency_s.quantile(0.95) * MS})
-    return out.reindex(_ordered(out.index))
 
 
 # ============================================================================================

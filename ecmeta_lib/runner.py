@@ -1,4 +1,7 @@
-"""The experiment grid: (method x seed) runs for a profile, cached, resumable and parallel.
+"""Running the experiment grid: (method x seed) runs of a `Study`, cached, resumable and
+parallel; the ablation runs; where each run stands. Reading and scoring what the runs wrote is
+`ecmeta_lib.analysis` (re-exported here for the committed notebooks only: new code imports it
+from there).
 
 Layout on disk::
 
@@ -34,26 +37,34 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
-import torch
 from tqdm.auto import tqdm
 
 from . import __version__, executors
 from . import ablations as ablation_registry
-from .agent_policies import adaptation_curve, collect_context
-from .cache import cached_csv, digest, jsonable, run_key, write_csv, write_json
+from .agent_policies import adaptation_curve
+from .analysis import (  # noqa: F401 - the committed notebooks read these through `runner`
+    baselines,
+    complete_ablation_rows,
+    latent_posteriors,
+    latent_probe,
+    load_adaptation,
+    load_curves,
+    load_finals,
+    load_train_logs,
+    yardstick_adaptation,
+    yardsticks,
+)
+from .cache import jsonable, run_key, write_csv, write_json
 from .checkpoints import load_agent
-from .conditions import DT_NAMES, TEST_NAMES, make_task_set
-from .env import EdgeCloudEnv
-from .evaluation import FINAL_SEED, evaluate
+from .conditions import TEST_NAMES, make_task_set
+from .evaluation import FINAL_SEED  # noqa: F401 - as above
 from .paths import figures_path, project_root
-from .policies import BlindGreedyPolicy, GreedyPolicy, IdentifyGreedyPolicy, RandomPolicy
-from .profiles import METHODS, Profile, get_profile
-from .stats import CI_SLOTS, slot_bootstrap_ci
+from .profiles import PROFILES, Profile, get_profile
+from .study import ADAPT_CONTEXT, DEFAULT_RESULTS, ResultsError, Study
 from .training import train
 
-DEFAULT_RESULTS = Path("results")
+StudyLike = str | Profile | Study
 
 
 def notebook_paths(results_dir: Path | str | None,
@@ -62,9 +73,6 @@ def notebook_paths(results_dir: Path | str | None,
     a relative one is under the repository root, see `paths.figures_path`)."""
     results = Path(results_dir) if results_dir else project_root() / DEFAULT_RESULTS
     return results, figures_path(figures_dir)
-
-
-ADAPT_CONTEXT = (0, 1, 2, 5, 10, 20, 50)
 
 
 @dataclass(frozen=True)
@@ -106,16 +114,21 @@ class RunSpec:
         return root / self.run_id
 
 
-def validate_grid(profile: str, methods: Sequence[str], seeds: Sequence[int]) -> None:
-    get_profile(profile)  # raises on an unknown profile
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise ValueError(f"unknown method(s) {unknown}; valid: {', '.join(METHODS)}")
-    if not seeds:
-        raise ValueError("at least one seed is needed")
-    bad = [s for s in seeds if not isinstance(s, int) or s < 0]
-    if bad:
-        raise ValueError(f"seeds must be non-negative integers, got {bad}")
+def validate_grid(profile: StudyLike, methods: Sequence[str] | None = None,
+                  seeds: Sequence[int] | None = None, *, task_seed: int | None = None,
+                  results_root: Path | str | None = None) -> Study:
+    """The grid's `Study` (`Study.of`: a `ValueError` names an unknown profile or method and a
+    bad seed); the grid trains named profiles only (their name is the results folder)."""
+    study = Study.of(profile, methods, seeds, task_seed=task_seed, results_root=results_root)
+    if PROFILES.get(study.name) != study.profile:
+        raise ValueError(f"the grid runs named profiles ({', '.join(PROFILES)}); "
+                         f"{study.name!r} is not one of them as given")
+    return study
+
+
+def grid_specs(study: Study) -> list[RunSpec]:
+    """The study's cells, method-major."""
+    return [RunSpec(m, s, study.name, study.task_seed) for m in study.methods for s in study.seeds]
 
 
 RUN_THREADS = 1
@@ -206,12 +219,16 @@ class _GridBar:
             self._file.close()
 
 
-def run_grid(profile: str, methods: Sequence[str] = METHODS, seeds: Sequence[int] = (0, 1, 2), *,
-             workers: int | None = None, results_root: Path | str = DEFAULT_RESULTS,
-             task_seed: int = 0, device: str = "auto", progress: bool = True,
+def run_grid(profile: StudyLike, methods: Sequence[str] | None = None,
+             seeds: Sequence[int] | None = None, *, workers: int | None = None,
+             results_root: Path | str | None = None, task_seed: int | None = None,
+             device: str = "auto", progress: bool = True,
              executor: str = "local", address: str | None = None,
              max_retries: int = 3) -> pd.DataFrame:
     """Run every (method, seed) of the grid that is not finished yet; return the run table.
+
+    `profile` is a name or a `Study`; the other arguments, when given, replace the study's
+    (defaults: every method, seeds 0-2, task seed 0, ``results/``).
 
     Args:
         executor: "local" (default): in this process, or in a pool of `workers` processes;
@@ -228,12 +245,11 @@ def run_grid(profile: str, methods: Sequence[str] = METHODS, seeds: Sequence[int
     A finished run (done.json) is never recomputed; a run that raises stops the local grid at
     once, while under Ray the other runs finish first (`executors.GridRunError` lists failures).
     """
-    validate_grid(profile, methods, seeds)
-    specs = [RunSpec(m, int(s), profile, task_seed) for m in methods for s in seeds]
-    run_specs(specs, workers=workers, results_root=results_root, device=device,
-              progress=progress, executor=executor, address=address, max_retries=max_retries,
-              desc=f"grid[{profile}]")
-    return run_table(profile, methods, seeds, results_root=results_root, task_seed=task_seed)
+    study = validate_grid(profile, methods, seeds, task_seed=task_seed, results_root=results_root)
+    run_specs(grid_specs(study), workers=workers, results_root=study.results_root,
+              device=device, progress=progress, executor=executor, address=address,
+              max_retries=max_retries, desc=f"grid[{study.name}]")
+    return run_table(study)
 
 
 def run_specs(specs: Sequence[RunSpec], *, workers: int | None = None,
@@ -298,15 +314,16 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def run_status(profile: str, methods: Sequence[str] = METHODS,
-               seeds: Sequence[int] = (0, 1, 2), *, results_root: Path | str = DEFAULT_RESULTS,
-               task_seed: int = 0) -> pd.DataFrame:
+def run_status(profile: StudyLike, methods: Sequence[str] | None = None,
+               seeds: Sequence[int] | None = None, *, results_root: Path | str | None = None,
+               task_seed: int | None = None) -> pd.DataFrame:
     """`run_table` plus where each run stands, read from its folder (so it works the same for
     runs made by any executor, on any node sharing the folder): ``state`` is done, started
     (it has reached an iteration: running now, or stopped and resumable) or pending;
     ``iteration`` is the last one reached (of ``iterations``), ``host`` where, and
     ``updated_s_ago`` how long ago (a large value with state started: nothing runs it)."""
-    table = run_table(profile, methods, seeds, results_root=results_root, task_seed=task_seed)
+    study = validate_grid(profile, methods, seeds, task_seed=task_seed, results_root=results_root)
+    table = run_table(study)
     now = time.time()
     rows = []
     for row in table.itertuples():
@@ -314,17 +331,27 @@ def run_status(profile: str, methods: Sequence[str] = METHODS,
         done = _read_json(Path(row.dir) / "done.json") if row.done else None
         state = "done" if row.done else "started" if info else "pending"
         rows.append({"state": state, "iteration": info.get("iteration", 0),
-                     "iterations": info.get("iterations", get_profile(profile).iterations),
+                     "iterations": info.get("iterations", study.profile.iterations),
                      "host": (done or {}).get("host", info.get("host", "")),
                      "updated_s_ago": round(now - info["time"]) if "time" in info else None})
     return pd.concat([table, pd.DataFrame(rows, index=table.index)], axis=1)
 
 
-def run_table(profile: str, methods: Sequence[str] = METHODS, seeds: Sequence[int] = (0, 1, 2), *,
-              results_root: Path | str = DEFAULT_RESULTS, task_seed: int = 0) -> pd.DataFrame:
+def run_table(profile: StudyLike, methods: Sequence[str] | None = None,
+              seeds: Sequence[int] | None = None, *, results_root: Path | str | None = None,
+              task_seed: int | None = None) -> pd.DataFrame:
     """One row per grid cell with its directory and whether it finished."""
-    return spec_table([RunSpec(m, int(s), profile, task_seed) for m in methods for s in seeds],
-                      results_root=results_root)
+    study = validate_grid(profile, methods, seeds, task_seed=task_seed, results_root=results_root)
+    return spec_table(grid_specs(study), results_root=study.results_root)
+
+
+def _done_wall(done: Path) -> float:
+    """The wall time in a run's done.json; `ResultsError` naming it if it does not decode."""
+    try:
+        return float(json.loads(done.read_text())["wall_s"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ResultsError(f"{done} is corrupt ({type(exc).__name__}: {exc}); delete it to "
+                           "rerun that run") from None
 
 
 def spec_table(specs: Sequence[RunSpec], *, results_root: Path | str = DEFAULT_RESULTS,
@@ -335,7 +362,7 @@ def spec_table(specs: Sequence[RunSpec], *, results_root: Path | str = DEFAULT_R
     for spec in specs:
         path = spec.run_dir(results_root)
         done = path / "done.json"
-        wall = json.loads(done.read_text())["wall_s"] if done.exists() else float("nan")
+        wall = _done_wall(done) if done.exists() else float("nan")
         row = {"method": spec.method, "seed": spec.seed, "run_id": spec.run_id,
                "dir": str(path), "done": done.exists(), "wall_s": wall}
         if ablation_column:
@@ -350,13 +377,13 @@ def ablation_specs(profile: str, ablations: str | Sequence[str] = "all",
     """The default runs (the grid's own cells on `task_seed`) and every ablation's runs, for
     each method the ablation applies to (`Ablation.applies_to`); ablations inactive in the
     profile (switch already off) are left out."""
-    validate_grid(profile, methods, seeds)
-    names = ablation_registry.select(ablations, get_profile(profile))
-    specs = [RunSpec(m, int(s), profile, task_seed) for m in methods for s in seeds]
+    study = validate_grid(profile, methods, seeds, task_seed=task_seed)
+    names = ablation_registry.select(ablations, study.profile)
+    specs = grid_specs(study)
     for name in names:
         ab = ablation_registry.get_ablation(name)
-        specs += [RunSpec(m, int(s), profile, task_seed, name)
-                  for m in methods if ab.applies_to(m) for s in seeds]
+        specs += [RunSpec(m, s, study.name, study.task_seed, name)
+                  for m in study.methods if ab.applies_to(m) for s in study.seeds]
     return specs
 
 
@@ -382,220 +409,21 @@ def ablation_table(profile: str, ablations: str | Sequence[str] = "all",
     return spec_table(specs, results_root=results_root, ablation_column=True)
 
 
-def complete_ablation_rows(table: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
-    """The rows of an `ablation_table` that can be reported, and the (ablation, method) pairs
-    that cannot yet.
-
-    A pair is complete when every seed of it and every seed of the default's runs of the same
-    method are done; the default's rows are kept for the methods of the complete pairs. A study
-    run for one method (``ablate --methods pearl``) thus reports that method's column."""
-    done = table.groupby(["ablation", "method"], sort=False).done.all()
-    default = ablation_registry.DEFAULT
-    pairs = [k for k in done.index if k[0] != default]
-    ok = {(a, m) for a, m in pairs if done[(a, m)] and done.get((default, m), False)}
-    keep = ok | {(default, m) for _, m in ok}
-    mask = [(a, m) in keep for a, m in zip(table.ablation, table.method, strict=True)]
-    return table[mask], [k for k in pairs if k not in ok]
-
-
-def finished_table(profile: str, methods: Sequence[str], seeds: Sequence[int], *,
-                   results_root: Path | str = DEFAULT_RESULTS) -> pd.DataFrame:
+def finished_table(profile: StudyLike, methods: Sequence[str] | None = None,
+                   seeds: Sequence[int] | None = None, *,
+                   results_root: Path | str | None = None) -> pd.DataFrame:
     """`run_table` of runs that must already exist (the notebooks that only read results):
     never trains; a missing run raises `FileNotFoundError` naming it and the command that
     produces it."""
-    table = run_table(profile, methods, seeds, results_root=results_root)
+    study = validate_grid(profile, methods, seeds, results_root=results_root)
+    table = run_table(study)
     if not table.done.all():
         missing = ", ".join(table[~table.done].run_id)
         raise FileNotFoundError(
-            f"{(~table.done).sum()} run(s) of the {profile!r} grid are missing in "
-            f"{results_root} ({missing}). Produce them with notebook 03 or with\n    "
-            f"python -m ecmeta_lib run --profile {profile} --seeds "
-            f"{' '.join(map(str, seeds))} --results {results_root}")
+            f"{(~table.done).sum()} run(s) of the {study.name!r} grid are missing in "
+            f"{study.results_root} ({missing}). Produce them with notebook 03 or with\n    "
+            f"python -m ecmeta_lib run --profile {study.name} --seeds "
+            f"{' '.join(map(str, study.seeds))} --results {study.results_root}")
     return table
 
 
-def _gather(table: pd.DataFrame, filename: str) -> pd.DataFrame:
-    frames = []
-    for row in table.itertuples():
-        path = Path(row.dir) / filename
-        if row.done and path.exists():
-            extra = {"ablation": row.ablation} if "ablation" in table.columns else {}
-            frames.append(pd.read_csv(path).assign(method=row.method, seed=row.seed, **extra))
-    if not frames:
-        raise FileNotFoundError(f"no finished run has {filename}; run the grid first")
-    return pd.concat(frames, ignore_index=True)
-
-
-def load_curves(table: pd.DataFrame) -> pd.DataFrame:
-    """Learning curves of every finished run (method, seed, env_steps, condition, latency)."""
-    return _gather(table, "curve.csv")
-
-
-def load_finals(table: pd.DataFrame) -> pd.DataFrame:
-    """Final evaluations of every finished run on T1-T3."""
-    return _gather(table, "final.csv")
-
-
-def load_adaptation(table: pd.DataFrame) -> pd.DataFrame:
-    """PEARL's adaptation curves of every finished PEARL run."""
-    return _gather(table[table.method == "pearl"], "adaptation.csv")
-
-
-def load_train_logs(table: pd.DataFrame) -> pd.DataFrame:
-    return _gather(table, "train_log.csv")
-
-
-def yardsticks(profile: str) -> list[Any]:
-    """The deterministic policies scored beside the learned ones: greedy (knows the condition),
-    random, blind greedy (never learns the condition) and identify-then-greedy with the
-    profile's ``eval_context`` transitions (PEARL's budget)."""
-    return [GreedyPolicy(), RandomPolicy(seed=FINAL_SEED), BlindGreedyPolicy(),
-            IdentifyGreedyPolicy(get_profile(profile).eval_context)]
-
-
-def baselines(profile: str, *, results_root: Path | str = DEFAULT_RESULTS, task_seed: int = 0,
-              seed: int = FINAL_SEED) -> pd.DataFrame:
-    """Oracle and the `yardsticks` on T1-T3, cached on disk.
-
-    Scored on the very slots of the learned methods' final.csv (seed ``FINAL_SEED``,
-    ``final_slots`` slots), so every row of the results table shares one slot stream and one
-    oracle. A deterministic policy has no seed: its interval is a slot bootstrap
-    (``ci_kind`` says so)."""
-    prof = get_profile(profile)
-    sticks = yardsticks(profile)
-    key = digest({"profile": prof, "task_seed": task_seed, "seed": seed, "version": __version__,
-                 "policies": sorted(type(p).__name__ for p in sticks)})
-    path = Path(results_root) / profile / f"baselines-{key}.csv"
-    return cached_csv(path, lambda: _score_baselines(prof, sticks, task_seed, seed))
-
-
-def _score_baselines(prof: Any, sticks: Sequence[Any], task_seed: int,
-                     seed: int) -> pd.DataFrame:
-    task_set = make_task_set(task_seed, prof.env.system, prof.env.conditions)
-    rows = []
-    for name in TEST_NAMES:
-        oracle_lat = None
-        for policy in sticks:
-            res = evaluate(policy, name, n_slots=prof.final_slots, seed=seed,
-                           task_set=task_set, config=prof.env)
-            lo, hi = slot_bootstrap_ci(res.per_slot.mean_latency_s.to_numpy(), seed=seed)
-            rows.append({**res.summary, "method": policy.name, "condition": name,
-                         "ci_low_s": lo, "ci_high_s": hi, "ci_kind": CI_SLOTS})
-            oracle_lat = res.per_slot["oracle_latency_s"].to_numpy()
-        assert oracle_lat is not None
-        lo, hi = slot_bootstrap_ci(oracle_lat, seed=seed)
-        rows.append({"policy": "oracle", "method": "oracle", "condition": name, "seed": seed,
-                     "task_seed": task_seed, "n_slots": prof.final_slots,
-                     "mean_latency_s": float(oracle_lat.mean()), "ci_low_s": lo,
-                     "ci_high_s": hi, "ci_kind": CI_SLOTS,
-                     "oracle_latency_s": float(oracle_lat.mean()), "gap_to_oracle_pct": 0.0,
-                     "accuracy_violation_rate": float("nan"), "cloud_share": float("nan")})
-    return pd.DataFrame(rows)
-
-
-def yardstick_adaptation(profile: str, *, results_root: Path | str = DEFAULT_RESULTS,
-                         task_seed: int = 0, n_context: Sequence[int] = ADAPT_CONTEXT,
-                         seed: int = FINAL_SEED) -> pd.DataFrame:
-    """The yardsticks on PEARL's adaptation grid, cached: `IdentifyGreedyPolicy` with n context
-    slots for every n of `n_context` (n = 0 is `BlindGreedyPolicy`), on final.csv's slots.
-    Columns: method, condition, n_context, mean_latency_s, oracle_latency_s, gap_to_oracle_pct."""
-    prof = get_profile(profile)
-    key = digest({"profile": prof, "task_seed": task_seed, "seed": seed, "version": __version__,
-                 "n": list(n_context), "what": "identify_greedy"})
-    path = Path(results_root) / profile / f"yardstick-adaptation-{key}.csv"
-
-    def compute() -> pd.DataFrame:
-        task_set = make_task_set(task_seed, prof.env.system, prof.env.conditions)
-        rows = []
-        for name in TEST_NAMES:
-            for n in n_context:
-                s = evaluate(IdentifyGreedyPolicy(int(n)), name, n_slots=prof.final_slots,
-                             seed=seed, task_set=task_set, config=prof.env).summary
-                rows.append({"method": "identify_greedy", "condition": name,
-                             "n_context": int(n),
-                             **{k: s[k] for k in ("mean_latency_s", "oracle_latency_s",
-                                                  "gap_to_oracle_pct")}})
-        return pd.DataFrame(rows)
-
-    return cached_csv(path, compute)
-
-
-def latent_posteriors(run_dir: Path | str, profile: str, *,
-                      n_context: Sequence[int] = ADAPT_CONTEXT, repeats: int = 3,
-                      task_seed: int = 0) -> pd.DataFrame:
-    """Posterior q(z|c) of a trained PEARL run on every condition (six DTs and T1-T3) as the
-    context grows: one row per (condition, n_context, repeat) with the posterior mean (flattened
-    over users when z is per user) projected on its first two principal components (z0, z1,
-    fitted on the largest contexts) and the mean posterior variance (its narrowing)."""
-    prof = get_profile(profile)
-    agent = load_agent(run_dir)
-    if agent.encoder is None:
-        raise ValueError(f"{run_dir} is not a PEARL run (its agent has no context encoder)")
-    task_set = make_task_set(task_seed, prof.env.system, prof.env.conditions)
-    rows, mus = [], []
-    for name in DT_NAMES + TEST_NAMES:
-        env = EdgeCloudEnv(condition=name, task_set=task_set, config=prof.env)
-        for rep in range(repeats):
-            full = collect_context(agent, env, max(n_context), seed=7_000 + rep)
-            for n in n_context:
-                ctx = {k: v[:n] for k, v in full.items()}
-                with torch.no_grad():
-                    mu, var = agent.posterior(ctx if n > 0 else None)
-                mus.append(mu.cpu().numpy().ravel())  # (L,) or per-user (U, L)
-                rows.append({"condition": name, "kind": "DT" if name in DT_NAMES else "test",
-                             "n_context": int(n), "repeat": rep,
-                             "posterior_var": float(var.mean())})
-    out = pd.DataFrame(rows)
-    mu = np.asarray(mus)
-    big = (out.n_context == max(n_context)).to_numpy()
-    center = mu[big].mean(axis=0)
-    _, _, vt = np.linalg.svd(mu[big] - center, full_matrices=False)
-    proj = (mu - center) @ vt[:2].T
-    out["z0"] = proj[:, 0]
-    out["z1"] = proj[:, 1] if proj.shape[1] > 1 else 0.0
-    return out
-
-
-def latent_probe(run_dir: Path | str, profile: str, *, n_context: int = 20, task_seed: int = 0,
-                 context_seed: int = 7_000) -> pd.DataFrame:
-    """Does z_u carry the condition? A linear probe of a per-user-latent PEARL run.
-
-    On every condition, the meta-policy collects ``n_context`` context transitions (as in
-    adaptation) and each user's posterior mean z_u is taken; a least-squares linear map from
-    [z_u, 1] to the log compute intensity of each of the user's models (the condition's
-    ``flop_per_bit``, which the agent never reads) is fitted on the six DTs (6 x U samples) and
-    scored on the unseen T1-T3 (3 x U samples). Returns one row per model: R^2 on the DTs (fit)
-    and on T1-T3 (held out), and the mean per-user KL of the held-out posteriors (nats)."""
-    prof = get_profile(profile)
-    agent = load_agent(run_dir)
-    if agent.encoder is None or not agent.cfg.encoder.latent_per_user:
-        raise ValueError(f"{run_dir} is not a per-user-latent PEARL run")
-    task_set = make_task_set(task_seed, prof.env.system, prof.env.conditions)
-    feats: dict[str, np.ndarray] = {}
-    kls: list[float] = []
-    for name in DT_NAMES + TEST_NAMES:
-        env = EdgeCloudEnv(condition=name, task_set=task_set, config=prof.env)
-        ctx = collect_context(agent, env, n_context, seed=context_seed)
-        with torch.no_grad():
-            mu, var = agent.posterior(ctx)
-        feats[name] = mu.cpu().numpy()  # (U, L)
-        if name in TEST_NAMES:
-            kls.append(float(agent.encoder.kl_to_prior(mu, var)))
-
-    def design(names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        x = np.concatenate([feats[n] for n in names])
-        y = np.concatenate([np.log(task_set[n].flop_per_bit) for n in names])
-        return np.hstack([x, np.ones((len(x), 1))]), y
-
-    x_fit, y_fit = design(DT_NAMES)
-    x_test, y_test = design(TEST_NAMES)
-    coef, *_ = np.linalg.lstsq(x_fit, y_fit, rcond=None)
-
-    def r2(x: np.ndarray, y: np.ndarray, j: int) -> float:
-        resid = y[:, j] - x @ coef[:, j]
-        return float(1.0 - resid.var() / y[:, j].var())
-
-    return pd.DataFrame([{"model": j, "r2_fit_dts": r2(x_fit, y_fit, j),
-                          "r2_heldout_tests": r2(x_test, y_test, j),
-                          "n_context": n_context, "kl_per_user_heldout": float(np.mean(kls))}
-                         for j in range(y_fit.shape[1])])

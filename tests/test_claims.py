@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ecmeta_lib.analysis import seed_bands
 from ecmeta_lib.claims import (
     CLAIMS,
     check_claims,
@@ -15,8 +16,7 @@ from ecmeta_lib.claims import (
     tail_instability,
 )
 from ecmeta_lib.conditions import TEST_NAMES
-from ecmeta_lib.plots import seed_bands
-from ecmeta_lib.stats import mean_ci, paired_test, slot_bootstrap_ci
+from ecmeta_lib.stats import bootstrap_ci, mean_ci, paired_test
 
 
 def test_mean_ci_against_hand_values() -> None:
@@ -37,10 +37,10 @@ def test_paired_test_and_slot_bootstrap() -> None:
     assert paired_test([1.0, 2.0, 3.0], alternative="less")["p_value"] > 0.95
     assert np.isnan(paired_test([1.0])["ci_low"])
     x = np.random.default_rng(0).normal(10.0, 1.0, 400)
-    lo, hi = slot_bootstrap_ci(x, seed=1)
+    lo, hi = bootstrap_ci(x, seed=1)
     assert lo < x.mean() < hi and hi - lo == pytest.approx(2 * 1.96 / 20, rel=0.25)
-    assert slot_bootstrap_ci(x, seed=1) == (lo, hi)  # seeded: a rerun gives the same bounds
-    assert slot_bootstrap_ci([2.0]) == (2.0, 2.0)
+    assert bootstrap_ci(x, seed=1) == (lo, hi)  # seeded: a rerun gives the same bounds
+    assert bootstrap_ci([2.0]) == (2.0, 2.0)
 
 
 def _curve(method: str, cond: str, seed: int, latencies: list[float], step: int) -> pd.DataFrame:

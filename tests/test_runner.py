@@ -14,9 +14,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ecmeta_lib import plots, runner
+from ecmeta_lib import analysis, plots, runner
 from ecmeta_lib.__main__ import main
+from ecmeta_lib.evaluation import FINAL_SEED
 from ecmeta_lib.runner import RunSpec
+from ecmeta_lib.study import ADAPT_CONTEXT
 
 METHODS = ["sac_aisf_1", "pearl"]
 
@@ -38,7 +40,7 @@ def test_grid_finishes_and_rerun_recomputes_nothing(smoke_grid) -> None:
     pearl_dir = Path(table[table.method == "pearl"].dir.iloc[0])
     adapt = pd.read_csv(pearl_dir / "adaptation.csv")
     assert set(adapt.condition) == {"T1", "T2", "T3"}
-    assert sorted(adapt.n_context.unique()) == list(runner.ADAPT_CONTEXT)
+    assert sorted(adapt.n_context.unique()) == list(ADAPT_CONTEXT)
 
 
 def test_run_id_follows_the_config() -> None:
@@ -101,18 +103,18 @@ def test_killed_grid_resumes_without_redoing_finished_runs(tmp_path: Path) -> No
 
 def test_reports_are_written(smoke_grid, tmp_path: Path) -> None:
     root, table = smoke_grid
-    base = runner.baselines("smoke", results_root=root)
-    sticks = {p.name for p in runner.yardsticks("smoke")}
+    base = analysis.baselines("smoke", results_root=root)
+    sticks = {p.name for p in analysis.yardsticks("smoke")}
     assert {"greedy", "random"} <= sticks and set(base.method) == sticks | {"oracle"}
     oracle = base[base.method == "oracle"].set_index("condition").mean_latency_s
     greedy = base[base.method == "greedy"].set_index("condition").mean_latency_s
     assert (oracle <= greedy + 1e-12).all()  # the oracle bounds every policy from below
-    finals = runner.load_finals(table)
-    curves = runner.load_curves(table)
+    finals = analysis.load_finals(table)
+    curves = analysis.load_curves(table)
     plots.fig3(curves, base, tmp_path, gradient_steps_per_iteration=6)
-    res = plots.results_table(finals, base, tmp_path)
+    res = analysis.results_table(finals, base, tmp_path)
     plots.final_latency(res, tmp_path)
-    plots.adaptation(runner.load_adaptation(table), base, finals, tmp_path)
+    plots.adaptation(analysis.load_adaptation(table), base, finals, tmp_path)
     for name in ("fig3_latency.png", "fig3_latency.pdf", "results_table.csv",
                  "results_table.md", "adaptation.png", "final_latency.png"):
         assert (tmp_path / name).stat().st_size > 0
@@ -129,11 +131,11 @@ def test_every_row_of_the_results_table_shares_one_slot_stream(smoke_grid) -> No
     """Learned methods (final.csv), heuristics, yardsticks and the oracle are scored on the same
     slots (FINAL_SEED, final_slots): the oracle's latency is identical across a condition's rows."""
     root, table = smoke_grid
-    base = runner.baselines("smoke", results_root=root)
-    finals = runner.load_finals(table)
-    assert set(base.seed) == {runner.FINAL_SEED}
+    base = analysis.baselines("smoke", results_root=root)
+    finals = analysis.load_finals(table)
+    assert set(base.seed) == {FINAL_SEED}
     assert set(base.n_slots) == set(finals.n_slots) == {runner.get_profile("smoke").final_slots}
-    res = plots.results_table(finals, base)
+    res = analysis.results_table(finals, base)
     for cond, g in res.groupby("condition"):
         assert g.oracle_latency_s.nunique() == 1, (cond, g[["method", "oracle_latency_s"]])
 
@@ -150,22 +152,22 @@ def test_decisions_of_the_grid(smoke_grid, tmp_path: Path) -> None:
     assert (per == slots * 80).all()  # one row per (slot, user); one seed in this grid
     assert not dec[dec.method == "oracle"].repaired_any.any()
     # the recorder sees the same slots as the harness: its latencies give final.csv's mean
-    finals = runner.load_finals(table).set_index(["method", "condition"]).mean_latency_s
+    finals = analysis.load_finals(table).set_index(["method", "condition"]).mean_latency_s
     mine = dec.groupby(["method", "condition"]).latency_s.mean()
     for key in [("sac_aisf_1", "T1"), ("pearl", "T2")]:
         assert mine[key] == pytest.approx(finals[key], rel=1e-5)
     # and the oracle's per-user decisions give the oracle line of the baselines
-    base = runner.baselines("smoke", results_root=root)
+    base = analysis.baselines("smoke", results_root=root)
     orc = base[base.method == "oracle"].set_index("condition").mean_latency_s
     assert mine["oracle", "T3"] == pytest.approx(orc["T3"], rel=1e-5)
-    plots.decisions_figure(dec, runner.load_curves(table), tmp_path)
+    plots.decisions_figure(dec, analysis.load_curves(table), tmp_path)
     assert (tmp_path / "decisions.png").stat().st_size > 0
-    assert set(plots.decision_summary(dec).index) == set(dec.method)
+    assert set(analysis.decision_summary(dec).index) == set(dec.method)
 
 
 def test_latent_posteriors_narrow(smoke_grid) -> None:
     _, table = smoke_grid
-    lat = runner.latent_posteriors(table[table.method == "pearl"].dir.iloc[0], "smoke",
+    lat = analysis.latent_posteriors(table[table.method == "pearl"].dir.iloc[0], "smoke",
                                    n_context=(0, 2, 8), repeats=1)
     var = lat.groupby("n_context").posterior_var.mean()
     assert var.loc[0] == pytest.approx(1.0) and var.loc[8] < var.loc[2] < var.loc[0]

@@ -1,0 +1,409 @@
+"""Analysis: what the grid wrote, read back and scored (torch only for the latent probes).
+
+* the runs' files as tidy frames (`load_curves`, `load_finals`, `load_adaptation`,
+  `load_train_logs`) of a run table (`runner.run_table`, `runner.finished_table`);
+* the deterministic policies scored on the very slots of final.csv (`yardsticks`, `baselines`,
+  `yardstick_adaptation`), cached under ``results/<profile>/``;
+* the results table (`results_table`, `table_markdown`), the seed bands the figures draw
+  (`seed_bands`), the decisions summary (`decision_summary`) and the completeness of an
+  ablation study (`complete_ablation_rows`);
+* PEARL's posterior q(z|c) (`latent_posteriors`, `latent_separation`, `latent_probe`).
+
+Each function that needs the profile, task seed or results folder takes a `Study` (or the names
+`Study.of` resolves), so the task set is drawn once per study. Figures live in `ecmeta_lib.plots`:
+they receive these frames and draw.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import __version__
+from . import ablations as ablation_registry
+from .cache import cached_csv, digest
+from .conditions import DT_NAMES, TEST_NAMES
+from .evaluation import FINAL_SEED, evaluate
+from .policies import BlindGreedyPolicy, GreedyPolicy, IdentifyGreedyPolicy, RandomPolicy
+from .profiles import BASELINES, METHODS, Profile, label, method_rank
+from .stats import CI_SEEDS, CI_SLOTS, bootstrap_ci, mean_ci
+from .study import ADAPT_CONTEXT, ResultsError, Study
+
+MS = 1e3  # s -> ms
+PLACES = ("device", "edge", "cloud")
+"""Where a user's task runs, as `decisions` records it."""
+
+StudyLike = str | Profile | Study
+
+
+# ============================================================================================
+# the runs' files
+# ============================================================================================
+REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "curve.csv": ("env_steps", "condition", "mean_latency_s"),
+    "final.csv": ("condition", "mean_latency_s", "oracle_latency_s", "gap_to_oracle_pct"),
+    "adaptation.csv": ("condition", "n_context", "mean_latency_s"),
+}
+"""Columns a run's file must have for the analysis to read it."""
+
+
+def read_run_csv(path: Path) -> pd.DataFrame:
+    """One results CSV of a run; `ResultsError` (naming the file) if it does not parse or
+    lacks a column the analysis reads."""
+    try:
+        frame = pd.read_csv(path)
+    except (ValueError, UnicodeDecodeError) as exc:  # pandas' parser and empty-data errors
+        raise ResultsError(f"{path} is not a readable CSV ({' '.join(str(exc).split())}); "
+                           "delete its run folder and rerun the grid") from None
+    missing = [c for c in REQUIRED_COLUMNS.get(path.name, ()) if c not in frame.columns]
+    if missing:
+        raise ResultsError(f"{path} lacks column(s) {', '.join(missing)}; delete its run "
+                           "folder and rerun the grid")
+    return frame
+
+
+def _gather(table: pd.DataFrame, filename: str) -> pd.DataFrame:
+    frames = []
+    for row in table.itertuples():
+        path = Path(row.dir) / filename
+        if row.done and path.exists():
+            extra = {"ablation": row.ablation} if "ablation" in table.columns else {}
+            frames.append(read_run_csv(path).assign(method=row.method, seed=row.seed, **extra))
+    if not frames:
+        raise FileNotFoundError(f"no finished run has {filename}; run the grid first")
+    return pd.concat(frames, ignore_index=True)
+
+
+def load_curves(table: pd.DataFrame) -> pd.DataFrame:
+    """Learning curves of every finished run (method, seed, env_steps, condition, latency)."""
+    return _gather(table, "curve.csv")
+
+
+def load_finals(table: pd.DataFrame) -> pd.DataFrame:
+    """Final evaluations of every finished run on T1-T3."""
+    return _gather(table, "final.csv")
+
+
+def load_adaptation(table: pd.DataFrame) -> pd.DataFrame:
+    """PEARL's adaptation curves of every finished PEARL run."""
+    return _gather(table[table.method == "pearl"], "adaptation.csv")
+
+
+def load_train_logs(table: pd.DataFrame) -> pd.DataFrame:
+    return _gather(table, "train_log.csv")
+
+
+
+
+def complete_ablation_rows(table: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
+    """The rows of an `ablation_table` that can be reported, and the (ablation, method) pairs
+    that cannot yet.
+
+    A pair is complete when every seed of it and every seed of the default's runs of the same
+    method are done; the default's rows are kept for the methods of the complete pairs. A study
+    run for one method (``ablate --methods pearl``) thus reports that method's column."""
+    done = table.groupby(["ablation", "method"], sort=False).done.all()
+    default = ablation_registry.DEFAULT
+    pairs = [k for k in done.index if k[0] != default]
+    ok = {(a, m) for a, m in pairs if done[(a, m)] and done.get((default, m), False)}
+    keep = ok | {(default, m) for _, m in ok}
+    mask = [(a, m) in keep for a, m in zip(table.ablation, table.method, strict=True)]
+    return table[mask], [k for k in pairs if k not in ok]
+
+
+# ============================================================================================
+# the deterministic policies on final.csv's slots
+# ============================================================================================
+def yardsticks(profile: StudyLike) -> list[Any]:
+    """The deterministic policies scored beside the learned ones: greedy (knows the condition),
+    random, blind greedy (never learns the condition) and identify-then-greedy with the
+    profile's ``eval_context`` transitions (PEARL's budget)."""
+    return [GreedyPolicy(), RandomPolicy(seed=FINAL_SEED), BlindGreedyPolicy(),
+            IdentifyGreedyPolicy(Study.of(profile).profile.eval_context)]
+
+
+def baselines(profile: StudyLike, *, results_root: Path | str | None = None,
+              task_seed: int | None = None, seed: int = FINAL_SEED) -> pd.DataFrame:
+    """Oracle and the `yardsticks` on T1-T3, cached in ``<profile dir>/baselines-<hash>.csv``.
+
+    Scored on the very slots of the learned methods' final.csv (seed ``FINAL_SEED``,
+    ``final_slots`` slots), so every row of the results table shares one slot stream and one
+    oracle. A deterministic policy has no seed: its interval is a slot bootstrap
+    (`stats.bootstrap_ci`; ``ci_kind`` says so)."""
+    study = Study.of(profile, task_seed=task_seed, results_root=results_root)
+    prof = study.profile
+    sticks = yardsticks(study)
+    key = digest({"profile": prof, "task_seed": study.task_seed, "seed": seed,
+                  "version": __version__, "policies": sorted(type(p).__name__ for p in sticks),
+                  "ci": "bootstrap_ci"})  # the one bootstrap since the house split
+    return cached_csv(study.profile_dir / f"baselines-{key}.csv",
+                      lambda: _score_baselines(study, sticks, seed))
+
+
+def _score_baselines(study: Study, sticks: Sequence[Any], seed: int) -> pd.DataFrame:
+    prof = study.profile
+    rows = []
+    for name in TEST_NAMES:
+        oracle_lat = None
+        for policy in sticks:
+            res = evaluate(policy, name, n_slots=prof.final_slots, seed=seed,
+                           task_set=study.task_set, config=prof.env)
+            lo, hi = bootstrap_ci(res.per_slot.mean_latency_s.to_numpy(), seed=seed)
+            rows.append({**res.summary, "method": policy.name, "condition": name,
+                         "ci_low_s": lo, "ci_high_s": hi, "ci_kind": CI_SLOTS})
+            oracle_lat = res.per_slot["oracle_latency_s"].to_numpy()
+        assert oracle_lat is not None
+        lo, hi = bootstrap_ci(oracle_lat, seed=seed)
+        rows.append({"policy": "oracle", "method": "oracle", "condition": name, "seed": seed,
+                     "task_seed": study.task_seed, "n_slots": prof.final_slots,
+                     "mean_latency_s": float(oracle_lat.mean()), "ci_low_s": lo,
+                     "ci_high_s": hi, "ci_kind": CI_SLOTS,
+                     "oracle_latency_s": float(oracle_lat.mean()), "gap_to_oracle_pct": 0.0,
+                     "accuracy_violation_rate": float("nan"), "cloud_share": float("nan")})
+    return pd.DataFrame(rows)
+
+
+def yardstick_adaptation(profile: StudyLike, *, results_root: Path | str | None = None,
+                         task_seed: int | None = None, n_context: Sequence[int] = ADAPT_CONTEXT,
+                         seed: int = FINAL_SEED) -> pd.DataFrame:
+    """The yardsticks on PEARL's adaptation grid, cached: `IdentifyGreedyPolicy` with n context
+    slots for every n of `n_context` (n = 0 is `BlindGreedyPolicy`), on final.csv's slots.
+    Columns: method, condition, n_context, mean_latency_s, oracle_latency_s, gap_to_oracle_pct."""
+    study = Study.of(profile, task_seed=task_seed, results_root=results_root)
+    prof = study.profile
+    key = digest({"profile": prof, "task_seed": study.task_seed, "seed": seed,
+                  "version": __version__, "n": list(n_context), "what": "identify_greedy"})
+    path = study.profile_dir / f"yardstick-adaptation-{key}.csv"
+
+    def compute() -> pd.DataFrame:
+        rows = []
+        for name in TEST_NAMES:
+            for n in n_context:
+                s = evaluate(IdentifyGreedyPolicy(int(n)), name, n_slots=prof.final_slots,
+                             seed=seed, task_set=study.task_set, config=prof.env).summary
+                rows.append({"method": "identify_greedy", "condition": name,
+                             "n_context": int(n),
+                             **{k: s[k] for k in ("mean_latency_s", "oracle_latency_s",
+                                                  "gap_to_oracle_pct")}})
+        return pd.DataFrame(rows)
+
+    return cached_csv(path, compute)
+
+
+
+
+# ============================================================================================
+# tables
+# ============================================================================================
+def results_table(finals: pd.DataFrame, baselines: pd.DataFrame,
+                  out_dir: Path | str | None = None, stem: str = "results_table") -> pd.DataFrame:
+    """Per method and test condition: final latency with its 95% CI, the kind of that CI, gap to
+    the oracle, accuracy-violation rate, cloud share and the oracle latency of the slots it was
+    scored on (the same for every row of a condition: one slot stream).
+
+    Learned methods: mean and Student-t CI over seeds of this condition (n = seeds). Heuristics,
+    yardsticks and the oracle: one deterministic run, CI a bootstrap over its slots."""
+    rows = []
+    for (method, cond), g in finals.groupby(["method", "condition"]):
+        m, lo, hi = mean_ci(g.mean_latency_s.to_numpy())
+        n = int(g.seed.nunique())
+        rows.append({"method": method, "condition": cond, "n_seeds": n,
+                     "n_slots": int(g.n_slots.iloc[0]) if "n_slots" in g else np.nan,
+                     "latency_s": m, "ci_low_s": lo, "ci_high_s": hi,
+                     "ci_kind": f"{CI_SEEDS} (n={n})",
+                     "gap_to_oracle_pct": float(g.gap_to_oracle_pct.mean()),
+                     "accuracy_violation_rate": float(g.accuracy_violation_rate.mean()),
+                     "cloud_share": float(g.cloud_share.mean()),
+                     "oracle_latency_s": float(g.oracle_latency_s.mean()),
+                     # the critic's per-user latency RMS error on held-out slots of the
+                     # method's own training conditions (mean over seeds)
+                     "critic_rmse_s": float(g.critic_rmse_s.mean())
+                     if "critic_rmse_s" in g else np.nan})
+    for row in baselines.itertuples():
+        n_slots = getattr(row, "n_slots", np.nan)
+        rows.append({"method": row.method, "condition": row.condition, "n_seeds": 1,
+                     "n_slots": n_slots, "latency_s": row.mean_latency_s,
+                     "ci_low_s": getattr(row, "ci_low_s", np.nan),
+                     "ci_high_s": getattr(row, "ci_high_s", np.nan),
+                     "ci_kind": f"{CI_SLOTS} (n={int(n_slots)} slots)"
+                     if np.isfinite(n_slots) else CI_SLOTS,
+                     "gap_to_oracle_pct": row.gap_to_oracle_pct,
+                     "accuracy_violation_rate": getattr(row, "accuracy_violation_rate", np.nan),
+                     "cloud_share": getattr(row, "cloud_share", np.nan),
+                     "oracle_latency_s": getattr(row, "oracle_latency_s", np.nan)})
+    table = pd.DataFrame(rows)
+    table = table.sort_values(
+        ["condition", "method"], key=lambda s: s.map(method_rank) if s.name == "method" else s,
+        kind="stable").reset_index(drop=True)
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        table.to_csv(out / f"{stem}.csv", index=False, float_format="%.6g")
+        (out / f"{stem}.md").write_text(table_markdown(table))
+    return table
+
+
+def table_markdown(table: pd.DataFrame) -> str:
+    """Readable Markdown of the results table (latency in ms with its 95% CI and its kind)."""
+    lines = ["| condition | method | latency (ms) [95% CI] | CI over | gap to oracle | "
+             "accuracy violations | cloud share | critic error (ms RMS) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in table.itertuples():
+        ci = ("" if not np.isfinite(r.ci_low_s)
+              else f" [{MS * r.ci_low_s:.1f}, {MS * r.ci_high_s:.1f}]")
+        viol = "" if not np.isfinite(r.accuracy_violation_rate) else \
+            f"{100 * r.accuracy_violation_rate:.2f} %"
+        cloud = "" if not np.isfinite(r.cloud_share) else f"{100 * r.cloud_share:.1f} %"
+        rmse = getattr(r, "critic_rmse_s", np.nan)
+        critic = "" if not np.isfinite(rmse) else f"{MS * rmse:.1f}"
+        lines.append(f"| {r.condition} | {label(r.method)} | {MS * r.latency_s:.1f}{ci} | "
+                     f"{getattr(r, 'ci_kind', '')} | {r.gap_to_oracle_pct:+.1f} % | {viol} | "
+                     f"{cloud} | {critic} |")
+    return "\n".join(lines) + "\n"
+
+def seed_bands(curves: pd.DataFrame, value: str = "mean_latency_s",
+               x: str = "env_steps") -> pd.DataFrame:
+    """Mean and 95% CI over seeds per (method, condition, x)."""
+    rows = []
+    for (method, cond, steps), g in curves.groupby(["method", "condition", x]):
+        m, lo, hi = mean_ci(g[value].to_numpy())
+        rows.append({"method": method, "condition": cond, x: steps, "mean": m,
+                     "ci_low": lo, "ci_high": hi, "n_seeds": int(g["seed"].nunique())})
+    return pd.DataFrame(rows)
+
+def _ordered(names: Sequence[str] | pd.Index | pd.Series) -> list[str]:
+    """Unique names: the oracle, the learned methods, then the yardsticks (by base name)."""
+    rank = {m: i for i, m in enumerate(["oracle", *METHODS, *BASELINES])}
+    return sorted(dict.fromkeys(names), key=lambda m: rank.get(m.partition("[")[0], 99))
+
+def decision_summary(dec: pd.DataFrame) -> pd.DataFrame:
+    """Per method: shares of each place, mean DS and model index, repair override rates and the
+    95th-percentile per-user latency (ms) - the numbers behind `decisions_figure`."""
+    g = dec.groupby("method")
+    out = pd.DataFrame({
+        **{f"{p}_share": g.place.apply(lambda s, p=p: float((s == p).mean())) for p in PLACES},
+        "mean_ds": g.ds.mean(), "mean_model": g.model.mean(),
+        "repair_any": g.repaired_any.mean(),
+        "p50_latency_ms": g.latency_s.quantile(0.5) * MS,
+        "p95_latency_ms": g.latency_s.quantile(0.95) * MS})
+    return out.reindex(_ordered(out.index))
+
+
+# ============================================================================================
+# PEARL's posterior
+# ============================================================================================
+def latent_posteriors(run_dir: Path | str, profile: StudyLike, *,
+                      n_context: Sequence[int] = ADAPT_CONTEXT, repeats: int = 3,
+                      task_seed: int | None = None) -> pd.DataFrame:
+    """Posterior q(z|c) of a trained PEARL run on every condition (six DTs and T1-T3) as the
+    context grows: one row per (condition, n_context, repeat) with the posterior mean (flattened
+    over users when z is per user) projected on its first two principal components (z0, z1,
+    fitted on the largest contexts) and the mean posterior variance (its narrowing)."""
+    import torch
+
+    from .agent_policies import collect_context
+    from .checkpoints import load_agent
+    from .env import EdgeCloudEnv
+
+    study = Study.of(profile, task_seed=task_seed)
+    prof, task_set = study.profile, study.task_set
+    agent = load_agent(run_dir)
+    if agent.encoder is None:
+        raise ValueError(f"{run_dir} is not a PEARL run (its agent has no context encoder)")
+    rows, mus = [], []
+    for name in DT_NAMES + TEST_NAMES:
+        env = EdgeCloudEnv(condition=name, task_set=task_set, config=prof.env)
+        for rep in range(repeats):
+            full = collect_context(agent, env, max(n_context), seed=7_000 + rep)
+            for n in n_context:
+                ctx = {k: v[:n] for k, v in full.items()}
+                with torch.no_grad():
+                    mu, var = agent.posterior(ctx if n > 0 else None)
+                mus.append(mu.cpu().numpy().ravel())  # (L,) or per-user (U, L)
+                rows.append({"condition": name, "kind": "DT" if name in DT_NAMES else "test",
+                             "n_context": int(n), "repeat": rep,
+                             "posterior_var": float(var.mean())})
+    out = pd.DataFrame(rows)
+    mu = np.asarray(mus)
+    big = (out.n_context == max(n_context)).to_numpy()
+    center = mu[big].mean(axis=0)
+    _, _, vt = np.linalg.svd(mu[big] - center, full_matrices=False)
+    proj = (mu - center) @ vt[:2].T
+    out["z0"] = proj[:, 0]
+    out["z1"] = proj[:, 1] if proj.shape[1] > 1 else 0.0
+    return out
+
+
+def latent_probe(run_dir: Path | str, profile: StudyLike, *, n_context: int = 20,
+                 task_seed: int | None = None,
+                 context_seed: int = 7_000) -> pd.DataFrame:
+    """Does z_u carry the condition? A linear probe of a per-user-latent PEARL run.
+
+    On every condition, the meta-policy collects ``n_context`` context transitions (as in
+    adaptation) and each user's posterior mean z_u is taken; a least-squares linear map from
+    [z_u, 1] to the log compute intensity of each of the user's models (the condition's
+    ``flop_per_bit``, which the agent never reads) is fitted on the six DTs (6 x U samples) and
+    scored on the unseen T1-T3 (3 x U samples). Returns one row per model: R^2 on the DTs (fit)
+    and on T1-T3 (held out), and the mean per-user KL of the held-out posteriors (nats)."""
+    import torch
+
+    from .agent_policies import collect_context
+    from .checkpoints import load_agent
+    from .env import EdgeCloudEnv
+
+    study = Study.of(profile, task_seed=task_seed)
+    prof, task_set = study.profile, study.task_set
+    agent = load_agent(run_dir)
+    if agent.encoder is None or not agent.cfg.encoder.latent_per_user:
+        raise ValueError(f"{run_dir} is not a per-user-latent PEARL run")
+    feats: dict[str, np.ndarray] = {}
+    kls: list[float] = []
+    for name in DT_NAMES + TEST_NAMES:
+        env = EdgeCloudEnv(condition=name, task_set=task_set, config=prof.env)
+        ctx = collect_context(agent, env, n_context, seed=context_seed)
+        with torch.no_grad():
+            mu, var = agent.posterior(ctx)
+        feats[name] = mu.cpu().numpy()  # (U, L)
+        if name in TEST_NAMES:
+            kls.append(float(agent.encoder.kl_to_prior(mu, var)))
+
+    def design(names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        x = np.concatenate([feats[n] for n in names])
+        y = np.concatenate([np.log(task_set[n].flop_per_bit) for n in names])
+        return np.hstack([x, np.ones((len(x), 1))]), y
+
+    x_fit, y_fit = design(DT_NAMES)
+    x_test, y_test = design(TEST_NAMES)
+    coef, *_ = np.linalg.lstsq(x_fit, y_fit, rcond=None)
+
+    def r2(x: np.ndarray, y: np.ndarray, j: int) -> float:
+        resid = y[:, j] - x @ coef[:, j]
+        return float(1.0 - resid.var() / y[:, j].var())
+
+    return pd.DataFrame([{"model": j, "r2_fit_dts": r2(x_fit, y_fit, j),
+                          "r2_heldout_tests": r2(x_test, y_test, j),
+                          "n_context": n_context, "kl_per_user_heldout": float(np.mean(kls))}
+                         for j in range(y_fit.shape[1])])
+
+
+def latent_separation(latents: pd.DataFrame) -> pd.DataFrame:
+    """How far apart the conditions' posterior means of z are, against the context size: per
+    n_context, the mean distance between the means of different conditions (between) and
+    between repeats of one condition (within; different context draws), in the (z0, z1) plane.
+    A between/within ratio well above 1 means the encoder tells the conditions apart."""
+    rows = []
+    for n, g in latents.groupby("n_context"):
+        pts = g[["z0", "z1"]].to_numpy()
+        cond = g.condition.to_numpy()
+        d = np.linalg.norm(pts[:, None] - pts[None], axis=-1)
+        same = cond[:, None] == cond[None]
+        off = ~np.eye(len(pts), dtype=bool)
+        within = d[same & off].mean() if (same & off).any() else np.nan
+        between = d[~same].mean() if (~same).any() else np.nan
+        rows.append({"n_context": int(n), "between": float(between), "within": float(within),
+                     "ratio": float(between / within) if within and within > 0 else np.nan})
+    return pd.DataFrame(rows)
