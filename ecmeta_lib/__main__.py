@@ -15,6 +15,48 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as ONE line (``prog: error: ...``) and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
+
+
+def _profile(text: str) -> str:
+    """argparse type of --profile: a named profile, or a usage error listing them."""
+    from .profiles import PROFILES
+
+    if text not in PROFILES:
+        raise argparse.ArgumentTypeError(f"unknown profile {text!r}; choose one of "
+                                         f"{', '.join(sorted(PROFILES))}")
+    return text
+
+
+def _seed(text: str) -> int:
+    """argparse type of a seed or task seed: a non-negative integer."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a seed: seeds are non-negative "
+                                         "integers (0, 1, 2, ...)")
+    return value
+
+
+def _workers(text: str) -> int:
+    """argparse type of --workers: a positive integer."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of workers: a positive "
+                                         "integer (1, 2, ...)")
+    return value
 
 
 def _address(text: str) -> str:
@@ -31,22 +73,22 @@ def _parser() -> argparse.ArgumentParser:
     from .ablations import HELDOUT_TASK_SEED
     from .profiles import METHODS
 
-    p = argparse.ArgumentParser(prog="python -m ecmeta_lib", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True)
+    p = _Parser(prog="python -m ecmeta_lib", description=__doc__,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name, text in (("run", "train every (method, seed) not finished yet"),
                        ("report", "write Fig. 3, the results table and figure, the adaptation plot "
                                   "and the claims"),
                        ("status", "list the grid's runs and whether they finished")):
         s = sub.add_parser(name, help=text)
-        s.add_argument("--profile", default="quick", help="smoke | quick | paper")
-        s.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+        s.add_argument("--profile", default="quick", type=_profile, help="smoke | quick | paper")
+        s.add_argument("--seeds", type=_seed, nargs="+", default=[0, 1, 2])
         s.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
         s.add_argument("--results", default="results", help="root directory of the runs")
-        s.add_argument("--task-seed", type=int, default=0,
+        s.add_argument("--task-seed", type=_seed, default=0,
                        help="seed of the system and the nine conditions")
         if name == "run":
-            s.add_argument("--workers", type=int, default=None,
+            s.add_argument("--workers", type=_workers, default=None,
                            help="local: parallel worker processes (default 1); ray without "
                                 "--address: CPUs of the Ray instance started here (default all)")
             s.add_argument("--device", default="auto",
@@ -62,29 +104,31 @@ def _parser() -> argparse.ArgumentParser:
         if name == "report":
             s.add_argument("--figures", default="figures", help="output directory")
     t = sub.add_parser("tune", help="choose settings on validation task seeds (>= 100) only")
-    t.add_argument("--profile", default="quick", help="base profile: smoke | quick | paper")
+    t.add_argument("--profile", default="quick", type=_profile,
+                   help="base profile: smoke | quick | paper")
     t.add_argument("--methods", nargs="+", default=["sac_aisf_1"], choices=list(METHODS))
-    t.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    t.add_argument("--task-seeds", type=int, nargs="+", default=[100],
+    t.add_argument("--seeds", type=_seed, nargs="+", default=[0, 1])
+    t.add_argument("--task-seeds", type=_seed, nargs="+", default=[100],
                    help="validation task seeds (>= 100)")
     t.add_argument("--set", action="append", default=[], metavar="FIELD=V1[,V2...]",
                    help="profile field (or agent.FIELD) and its candidate values; repeatable")
     t.add_argument("--out", required=True, help="CSV of the runs (appended, reused)")
-    t.add_argument("--workers", type=int, default=1)
+    t.add_argument("--workers", type=_workers, default=1)
     t.add_argument("--results", default="results/tune", help="root directory of the runs")
     a = sub.add_parser("ablate", help="the default and every design choice of ours switched "
                                       "off, one at a time (ecmeta_lib.ablations)")
-    a.add_argument("--profile", default="quick", help="base profile: smoke | quick | paper")
+    a.add_argument("--profile", default="quick", type=_profile,
+                   help="base profile: smoke | quick | paper")
     a.add_argument("--ablations", nargs="+", default=["all"],
                    help="'all' or ablation names (--list shows them)")
     a.add_argument("--methods", nargs="+", default=["pearl", "sac_aisf_1"],
                    choices=list(METHODS), help="an ablation runs for the methods it affects")
-    a.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    a.add_argument("--task-seed", type=int, default=HELDOUT_TASK_SEED,
+    a.add_argument("--seeds", type=_seed, nargs="+", default=[0, 1, 2])
+    a.add_argument("--task-seed", type=_seed, default=HELDOUT_TASK_SEED,
                    help=f"held-out task seed (default {HELDOUT_TASK_SEED}: reports use 0, "
                         "tuning >= 100)")
     a.add_argument("--results", default="results", help="root directory of the runs")
-    a.add_argument("--workers", type=int, default=None)
+    a.add_argument("--workers", type=_workers, default=None)
     a.add_argument("--device", default="auto")
     a.add_argument("--executor", choices=("local", "ray"), default="local")
     a.add_argument("--address", default=None, type=_address)
@@ -99,16 +143,30 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _ablate(args: argparse.Namespace) -> int:
-    from . import ablations, executors, plots, runner
-    from .profiles import get_profile
+def _results_error(args: argparse.Namespace) -> str | None:
+    """Why `report`/`status` cannot read ``--results`` for the profile (None if it can)."""
+    root = Path(args.results)
+    make = (f"make them with: python -m ecmeta_lib run --profile {args.profile} "
+            f"--results {args.results}")
+    if not root.is_dir():
+        return f"results folder {str(root)!r} does not exist; {make}"
+    folder = root / args.profile
+    if not folder.is_dir() or not any(p.is_dir() for p in folder.iterdir()):
+        return f"no runs of profile {args.profile!r} in {str(root)!r}; {make}"
+    return None
 
-    prof = get_profile(args.profile)
+
+def _ablate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from . import ablations, analysis, executors, plots, runner
+    from .study import ResultsError, Study
+
+    prof = Study.of(args.profile).profile
     if args.list:
         print(ablations.registry_table(prof).to_string(index=False))
         return 0
     names = args.ablations[0] if args.ablations == ["all"] else args.ablations
     try:
+        ablations.select(names)  # an unknown name: a usage error, before anything starts
         kwargs = dict(methods=args.methods, seeds=args.seeds, task_seed=args.task_seed,
                       results_root=args.results)
         if args.status:
@@ -123,29 +181,52 @@ def _ablate(args: argparse.Namespace) -> int:
                                      device=args.device, progress=not args.no_progress,
                                      executor=args.executor, address=args.address,
                                      max_retries=args.max_retries)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except (ValueError, ResultsError) as exc:
+        parser.error(str(exc))
     except (executors.RayUnavailableError, executors.RayConnectionError,
             executors.ResultsNotSharedError, executors.GridRunError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(table.drop(columns="dir").to_string(index=False))
     if args.figures:
-        eff = ablations.effects(runner.load_finals(table), runner.load_adaptation(table)
-                                if "pearl" in args.methods else None, prof.eval_context)
+        try:
+            finals = analysis.load_finals(table)
+            adapt = analysis.load_adaptation(table) if "pearl" in args.methods else None
+        except (ResultsError, FileNotFoundError) as exc:
+            parser.error(str(exc))
+        eff = ablations.effects(finals, adapt, prof.eval_context)
         ablations.save_effects(eff, args.figures)
         plots.ablations_figure(eff, args.figures)
         print(ablations.effects_markdown(eff))
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if args.command == "ablate":
-        return _ablate(args)
-    from . import plots, runner
+def _report(study, figures: str) -> None:  # noqa: ANN001 - a study.Study
+    """Fig. 3, the results table and figure, the adaptation plot and the claims of `study`:
+    every results file is read (and checked) before anything is computed or drawn."""
+    from . import analysis, claims, plots, runner
 
+    table = runner.run_table(study)
+    finals = analysis.load_finals(table)
+    curves = analysis.load_curves(table)
+    adapt = analysis.load_adaptation(table) if "pearl" in study.methods else None
+    base = analysis.baselines(study)
+    plots.fig3(curves, base, figures, gradient_steps_per_iteration=study.profile.t_train)
+    res = analysis.results_table(finals, base, figures)
+    plots.final_latency(res, figures)
+    if adapt is not None:
+        plots.adaptation(adapt, base, finals, figures,
+                         yardsticks=analysis.yardstick_adaptation(study))
+    claims.save_claims(claims.claim_tests(curves, finals, adapt, study.profile.eval_context),
+                       figures)
+    print(analysis.table_markdown(res))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "ablate":
+        return _ablate(parser, args)
     if args.command == "tune":
         from .tuning import tune
 
@@ -153,47 +234,38 @@ def main(argv: Sequence[str] | None = None) -> int:
                        out=args.out, workers=args.workers, results_root=args.results)
         print(summary.to_string(index=False))
         return 0
-    if args.command == "run":
-        from . import executors as ex
+    from .study import ResultsError, Study
 
-        try:
-            table = runner.run_grid(args.profile, args.methods, args.seeds,
-                                    workers=args.workers, results_root=args.results,
-                                    task_seed=args.task_seed, device=args.device,
-                                    progress=not args.no_progress, executor=args.executor,
-                                    address=args.address, max_retries=args.max_retries)
-        except (ex.RayUnavailableError, ex.RayConnectionError,
-                ex.ResultsNotSharedError, ex.GridRunError) as exc:  # the message says it all
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        print(table.to_string(index=False))
-    elif args.command == "status":
-        table = runner.run_status(args.profile, args.methods, args.seeds,
-                                  results_root=args.results, task_seed=args.task_seed)
-        print(table.to_string(index=False))
-    else:
-        table = runner.run_table(args.profile, args.methods, args.seeds,
-                                 results_root=args.results, task_seed=args.task_seed)
-        base = runner.baselines(args.profile, results_root=args.results,
-                                task_seed=args.task_seed)
-        finals = runner.load_finals(table)
-        from . import claims
-        from .profiles import get_profile
+    try:  # every argument is checked here, before a progress bar or a worker starts
+        study = Study.of(args.profile, args.methods, args.seeds, task_seed=args.task_seed,
+                         results_root=args.results)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if args.command in ("report", "status"):
+        problem = _results_error(args)
+        if problem:
+            parser.error(problem)
+    from . import runner
 
-        prof = get_profile(args.profile)
-        curves = runner.load_curves(table)
-        plots.fig3(curves, base, args.figures, gradient_steps_per_iteration=prof.t_train)
-        res = plots.results_table(finals, base, args.figures)
-        plots.final_latency(res, args.figures)
-        adapt = runner.load_adaptation(table) if "pearl" in args.methods else None
-        if adapt is not None:
-            plots.adaptation(adapt, base, finals, args.figures,
-                             yardsticks=runner.yardstick_adaptation(
-                                 args.profile, results_root=args.results,
-                                 task_seed=args.task_seed))
-        claims.save_claims(claims.claim_tests(curves, finals, adapt, prof.eval_context),
-                           args.figures)
-        print(plots.table_markdown(res))
+    try:
+        if args.command == "run":
+            from . import executors as ex
+
+            try:
+                table = runner.run_grid(study, workers=args.workers, device=args.device,
+                                        progress=not args.no_progress, executor=args.executor,
+                                        address=args.address, max_retries=args.max_retries)
+            except (ex.RayUnavailableError, ex.RayConnectionError,
+                    ex.ResultsNotSharedError, ex.GridRunError) as exc:  # the message says it all
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            print(table.to_string(index=False))
+        elif args.command == "status":
+            print(runner.run_status(study).to_string(index=False))
+        else:
+            _report(study, args.figures)
+    except (ResultsError, FileNotFoundError) as exc:
+        parser.error(str(exc))
     return 0
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ecmeta_lib import ablations, plots, runner
+from ecmeta_lib import ablations, analysis, plots, runner
 from ecmeta_lib.__main__ import main
 from ecmeta_lib.agents.config import couplings
 from ecmeta_lib.config import EnvConfig, SystemConfig
@@ -155,7 +155,7 @@ def test_tiny_ablation_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert run_dir.parent == tmp_path / TINY.name / "ablations" / "per_user_reward"
     cfg = json.loads((run_dir / "config.json").read_text())
     assert cfg["ablation"] == "per_user_reward" and not cfg["profile"]["agent"]["per_user_reward"]
-    eff = ablations.effects(runner.load_finals(table), runner.load_adaptation(table),
+    eff = ablations.effects(analysis.load_finals(table), analysis.load_adaptation(table),
                             TINY.eval_context)
     assert set(eff.metric) == {"gap", "gain"} and (eff.ablation == "per_user_reward").all()
     plots.ablations_figure(eff, tmp_path / "fig")
@@ -168,8 +168,10 @@ def test_tiny_ablation_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert rc == 0 and (run_dir / "done.json").stat().st_mtime_ns == stamp
     assert {p.name for p in (tmp_path / "cli").iterdir()} >= {"ablations.csv", "ablations.md",
                                                                "06_ablations.png"}
-    assert main(["ablate", "--profile", TINY.name, "--ablations", "nope", "--methods", "pearl",
-                 "--results", str(tmp_path)]) == 2
+    with pytest.raises(SystemExit) as usage:  # a usage error: one line, exit status 2
+        main(["ablate", "--profile", TINY.name, "--ablations", "nope", "--methods", "pearl",
+              "--results", str(tmp_path)])
+    assert usage.value.code == 2
 
 
 def test_complete_rows_are_per_ablation_and_method() -> None:
@@ -181,7 +183,7 @@ def test_complete_rows_are_per_ablation_and_method() -> None:
     rows += [("a", "sac_aisf_1", 0, True), ("a", "sac_aisf_1", 1, False)]  # a seed missing
     rows += [("b", "pearl", 0, True), ("b", "pearl", 1, True)]  # complete
     table = pd.DataFrame(rows, columns=["ablation", "method", "seed", "done"])
-    shown, missing = runner.complete_ablation_rows(table)
+    shown, missing = analysis.complete_ablation_rows(table)
     assert missing == [("a", "sac_aisf_1")]
     assert set(zip(shown.ablation, shown.method, strict=True)) == {(d, "pearl"), ("a", "pearl"),
                                                       ("b", "pearl")}
@@ -189,7 +191,7 @@ def test_complete_rows_are_per_ablation_and_method() -> None:
     no_default = table.copy()
     no_default.loc[(table.ablation == d) & (table.method == "pearl") & (table.seed == 1),
                    "done"] = False
-    shown, missing = runner.complete_ablation_rows(no_default)
+    shown, missing = analysis.complete_ablation_rows(no_default)
     assert shown.empty and set(missing) == {("a", "pearl"), ("a", "sac_aisf_1"), ("b", "pearl")}
 
 
