@@ -1,4 +1,4 @@
-"""Heuristic yardsticks with the agents' interface (the Policy protocol in docs/CONTRACTS.md).
+"""Heuristic yardsticks with the agents' interface (the Policy protocol in docs/ARCHITECTURE.md).
 
 Each policy answers an observation with a flat int64 action ``[DS, TA, MS] * U`` (TA 0 = device,
 1..H = edge server); the environment then repairs accuracy and runs P2 on every edge server, so

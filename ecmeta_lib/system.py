@@ -1,7 +1,7 @@
 """The static edge-cloud system (drawn once per system seed) and the per-slot user state.
 
 Fields are numpy arrays in SI units (bit, bit/s, Hz, FLOP/s, s, m) plus dBm, MB and %, with the
-exact names of the public contract (docs/CONTRACTS.md).
+exact names of the public contract (docs/ARCHITECTURE.md).
 """
 
 from __future__ import annotations
