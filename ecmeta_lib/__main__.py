@@ -1,4 +1,4 @@
-"""Command line: ``python -m ecmeta_lib {run,report,status,tune,ablate}``.
+"""Command line: ``python -m ecmeta_lib {run,report,status,tune,ablate,lifecycle}``.
 
     python -m ecmeta_lib run --profile quick --seeds 0 1 2 --workers 2
     python -m ecmeta_lib run --profile paper --executor ray --address auto --device cuda
@@ -8,6 +8,7 @@
         --seeds 0 1 2 --task-seed 42 --workers 2 --figures figures
     python -m ecmeta_lib tune --methods sac_aisf_1 --task-seeds 100 101 \
         --set agent.lr=1e-3,3e-3 --out docs/tuning/example.csv
+    python -m ecmeta_lib lifecycle --profile quick --scenario-seed 0 --seeds 0 1 2 --workers 2
 """
 
 from __future__ import annotations
@@ -140,7 +141,48 @@ def _parser() -> argparse.ArgumentParser:
                    help="print the ablations against the profile and exit")
     a.add_argument("--status", action="store_true",
                    help="list the runs and whether they finished; run nothing")
+    lc = sub.add_parser("lifecycle", help="every controller over one upgrade stream, scored slot "
+                                          "by slot (ecmeta_lib.lifecycle_runner)")
+    lc.add_argument("--profile", default="quick", type=_profile,
+                    help="smoke | quick | paper (the learned controllers' and the stream's size)")
+    lc.add_argument("--scenario-seed", type=_seed, nargs="+", default=[0],
+                    help="scenario seed(s) of the stream (reported: 0-4; selection: >= 100)")
+    lc.add_argument("--seeds", type=_seed, nargs="+", default=[0, 1, 2],
+                    help="training seeds of the learned controllers")
+    lc.add_argument("--task-seed", type=_seed, default=0)
+    lc.add_argument("--controllers", nargs="+", default=None,
+                    help="a subset of the controllers (default: all)")
+    lc.add_argument("--results", default="results", help="root directory of the runs")
+    lc.add_argument("--workers", type=_workers, default=1)
+    lc.add_argument("--executor", choices=("local", "ray"), default="local")
+    lc.add_argument("--address", default=None, type=_address)
+    lc.add_argument("--no-progress", action="store_true")
     return p
+
+
+def _lifecycle(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from . import executors as ex
+    from .lifecycle_plots import summary_table
+    from .lifecycle_runner import CONTROLLERS, run_lifecycle
+
+    controllers = args.controllers or list(CONTROLLERS)
+    unknown = [c for c in controllers if c not in CONTROLLERS]
+    if unknown:
+        parser.error(f"unknown controller(s) {', '.join(unknown)}; choose from "
+                     f"{', '.join(CONTROLLERS)}")
+    try:
+        table = run_lifecycle(args.profile, args.scenario_seed, args.seeds,
+                              task_seed=args.task_seed, controllers=controllers,
+                              results_root=args.results, workers=args.workers,
+                              executor=args.executor, address=args.address,
+                              progress=not args.no_progress)
+    except (ex.RayUnavailableError, ex.RayConnectionError, ex.ResultsNotSharedError,
+            ex.GridRunError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(summary_table(table).round(2).to_string(index=False))
+    print(f"lifecycle.csv: {Path(args.results) / args.profile / 'lifecycle' / 'lifecycle.csv'}")
+    return 0
 
 
 def _results_error(args: argparse.Namespace) -> str | None:
@@ -227,6 +269,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "ablate":
         return _ablate(parser, args)
+    if args.command == "lifecycle":
+        return _lifecycle(parser, args)
     if args.command == "tune":
         from .tuning import tune
 

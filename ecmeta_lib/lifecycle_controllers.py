@@ -51,12 +51,16 @@ class PEARLOnline:
         agent: a trained PEARL agent (with its context encoder).
         n_context: transitions per user before its z_u is frozen (per restart).
         probe: what a user in context plays (`PROBES`).
+        accumulate: keep adding each user's later (greedy) transitions to its posterior after
+            its probes, so z_u keeps sharpening until the next upgrade; off: z_u is frozen
+            after ``n_context`` transitions, as in the static adaptation protocol.
         seed: seeds the random probe.
         name: the controller's name in the results.
     """
 
     def __init__(self, agent: DiscreteSACAgent, n_context: int = 20, *,
-                 probe: str = "round_robin", seed: int = 0, name: str | None = None) -> None:
+                 probe: str = "round_robin", accumulate: bool = False, seed: int = 0,
+                 name: str | None = None) -> None:
         if agent.encoder is None:
             raise ValueError("PEARLOnline needs a PEARL agent (one with a context encoder)")
         if not isinstance(n_context, (int, np.integer)) or n_context < 0:
@@ -64,6 +68,7 @@ class PEARLOnline:
         if probe not in PROBES:
             raise ValueError(f"probe must be one of {PROBES}, got {probe!r}")
         self.agent, self.n_context, self.probe, self.seed = agent, int(n_context), probe, seed
+        self.accumulate = bool(accumulate)
         self.name = name or f"pearl_online[{n_context}]"
         self.per_user = bool(agent.cfg.encoder.latent_per_user)
         self.grad_steps = 0
@@ -110,7 +115,7 @@ class PEARLOnline:
 
     def observe(self, obs: np.ndarray, action: np.ndarray, reward: float, next_obs: np.ndarray,
                 info: dict[str, Any]) -> None:
-        ctx = self.in_context
+        ctx = np.ones_like(self._count, dtype=bool) if self.accumulate else self.in_context
         if ctx.any():
             self._one.add(obs, action, reward, next_obs, info["latency"], decisions_of(info))
             with torch.no_grad():

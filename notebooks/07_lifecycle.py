@@ -46,7 +46,6 @@ results_dir = None
 scenario_seed = 0
 
 # %%
-import numpy as np
 import pandas as pd
 import torch
 from IPython.display import Markdown, display
