@@ -37,13 +37,8 @@ import pandas as pd
 from . import executors
 from .cache import digest, write_csv
 from .conditions import make_task_set
-from .lifecycle import (
-    LiveIdentifyGreedy,
-    get_scenario_config,
-    make_scenario,
-    score_stream,
-    stream_metrics,
-)
+from .lifecycle import LiveIdentifyGreedy, get_scenario_config, make_scenario
+from .lifecycle_scoring import score_stream, stream_metrics
 from .profiles import get_profile
 
 CONTROLLERS: tuple[str, ...] = ("greedy", "random", "blind_greedy", "identify_greedy",

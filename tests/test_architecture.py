@@ -24,7 +24,7 @@ FLOORS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("conditions and state", ("system", "conditions", "catalogue")),
     ("slot", ("slot", "oracle")),
     ("env", ("env", "policies", "rollout", "agents.buffers", "agents.config")),
-    ("evaluation", ("evaluation", "lifecycle", "__init__")),
+    ("evaluation", ("evaluation", "lifecycle", "lifecycle_scoring", "__init__")),
     ("agents", ("agents", "agents.networks", "agents.encoder", "agents.sac", "agents.updates",
                 "lifecycle_controllers")),
     ("training", ("profiles", "profile_table", "agent_policies", "checkpoints", "training",

@@ -18,16 +18,14 @@ from ecmeta_lib.lifecycle import (
     LIFECYCLE_ENV_ID,
     REPORTED_SCENARIO_SEEDS,
     SCENARIO_PROFILES,
-    TRACE_COLUMNS,
     VALIDATION_SCENARIO_SEED_MIN,
     EdgeCloudLifecycleEnv,
     LiveIdentifyGreedy,
     ScenarioConfig,
     make_scenario,
-    score_stream,
-    stream_metrics,
     validation_scenario_seeds,
 )
+from ecmeta_lib.lifecycle_scoring import TRACE_COLUMNS, score_stream, stream_metrics
 from ecmeta_lib.policies import (
     BlindGreedyPolicy,
     GreedyPolicy,
