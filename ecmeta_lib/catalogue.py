@@ -387,3 +387,28 @@ def catalogue_task_conditions(base_rng: np.random.Generator, upg_rng: np.random.
         out[n] = sample_catalogue_condition(test_rng, n_users, n_models, cfg, n, split="test",
                                             random_generation=True)
     return out
+
+
+def task_set_catalogue_conditions(seed: int, n_users: int, n_models: int,
+                                  cfg: ConditionConfig) -> dict[str, CatalogueCondition]:
+    """The catalogue conditions behind `conditions.make_task_set(seed, ...)` with this `cfg`
+    (the same child streams), with their catalogue rows: what an upgrade stream starting from a
+    named condition needs to take its next published step."""
+    _, base_ss, upg_ss, test_ss = np.random.SeedSequence(int(seed)).spawn(4)
+    return catalogue_task_conditions(np.random.default_rng(base_ss),
+                                     np.random.default_rng(upg_ss),
+                                     np.random.default_rng(test_ss), n_users, n_models, cfg)
+
+
+def merge_users(base: CatalogueCondition, new: CatalogueCondition, mask: np.ndarray,
+                name: str) -> CatalogueCondition:
+    """`base` with the users of `mask` taken from `new` (rows, generation and condition)."""
+    m = np.asarray(mask, dtype=bool)
+    b, n = base.condition, new.condition
+    cond = Condition(flop_per_bit=np.where(m[:, None], n.flop_per_bit, b.flop_per_bit),
+                     memory_mb=np.where(m[:, None], n.memory_mb, b.memory_mb),
+                     peak_accuracy=np.where(m[:, None], n.peak_accuracy, b.peak_accuracy),
+                     quality_exponent=np.where(m, n.quality_exponent, b.quality_exponent),
+                     name=name)
+    return CatalogueCondition(cond, np.where(m[:, None], new.rows, base.rows),
+                              np.where(m, new.level, base.level))

@@ -146,6 +146,7 @@ SCENARIO_PROFILES: dict[str, ScenarioConfig] = {
     # ~20 events, segments long enough for a learner to settle between them.
     "paper": ScenarioConfig(n_slots=10_000, mean_interarrival_slots=500.0, min_gap_slots=300),
 }
+SCENARIO_PROFILES["catalogue"] = SCENARIO_PROFILES["quick"]  # quick's size, catalogue models
 """Scenario sizes per profile (the names of `training.PROFILES`)."""
 
 
@@ -244,6 +245,57 @@ def _merge_users(base: Condition, new: Condition, mask: np.ndarray, name: str) -
     return replace(base, **out, name=name)
 
 
+@dataclass(frozen=True)
+class _Plain:
+    """A uniform-source condition in the shape of `catalogue.CatalogueCondition`."""
+
+    condition: Condition
+
+
+def _uniform_draws(task_set: TaskSet, cfg: ScenarioConfig, ccfg: ConditionConfig,
+                   always: ConditionConfig, start_ss: np.random.SeedSequence, n_users: int,
+                   n_models: int):
+    """Start, upgrade, replacement and merge of the uniform source (`conditions`)."""
+    if cfg.start_condition == "fresh":
+        start = sample_condition(np.random.default_rng(start_ss), n_users, n_models, ccfg,
+                                 name="fresh")
+    else:
+        start = task_set[cfg.start_condition]
+    return (_Plain(start), lambda rng, c: _Plain(_upgrade_condition(rng, c.condition, always)),
+            lambda rng: _Plain(sample_condition(rng, n_users, n_models, ccfg)),
+            lambda a, b, m, name: _Plain(_merge_users(a.condition, b.condition, m, name)))
+
+
+def _catalogue_draws(task_set: TaskSet, cfg: ScenarioConfig, ccfg: ConditionConfig,
+                     always: ConditionConfig, start_ss: np.random.SeedSequence, n_users: int,
+                     n_models: int):
+    """The same for the catalogue source: an upgrade is the AiSF's next published step
+    (`catalogue.upgrade_catalogue_condition`), a replacement a held-out family's models at a
+    published generation, as the test conditions are drawn."""
+    from .catalogue import (
+        merge_users,
+        sample_catalogue_condition,
+        task_set_catalogue_conditions,
+        upgrade_catalogue_condition,
+    )
+
+    if cfg.start_condition == "fresh":
+        start = sample_catalogue_condition(np.random.default_rng(start_ss), n_users, n_models,
+                                           ccfg, "fresh", split="test", random_generation=True)
+    else:
+        start = task_set_catalogue_conditions(task_set.seed, n_users, n_models,
+                                              ccfg)[cfg.start_condition]
+        if not np.array_equal(start.condition.flop_per_bit,
+                              task_set[cfg.start_condition].flop_per_bit):
+            raise ValueError("condition_config.source is 'catalogue' but the task set's "
+                             f"{cfg.start_condition} is not a catalogue condition: build the "
+                             "task set with the same ConditionConfig")
+    return (start, lambda rng, c: upgrade_catalogue_condition(rng, c, always),
+            lambda rng: sample_catalogue_condition(rng, n_users, n_models, ccfg, split="test",
+                                                   random_generation=True),
+            merge_users)
+
+
 def make_scenario(task_set: TaskSet, scenario_seed: int,
                   cfg: ScenarioConfig | str = "smoke", *,
                   condition_config: ConditionConfig | None = None) -> Scenario:
@@ -267,11 +319,6 @@ def make_scenario(task_set: TaskSet, scenario_seed: int,
     ccfg = condition_config or ConditionConfig()
     if not isinstance(ccfg, ConditionConfig):
         raise TypeError(f"condition_config must be a ConditionConfig, got {type(ccfg).__name__}")
-    source = getattr(ccfg, "source", "uniform")
-    if source != "uniform":  # the events use the uniform draws; no catalogue upgrades yet
-        raise NotImplementedError(f"make_scenario draws upgrades and replacements from the "
-                                  f"uniform ranges only; condition source {source!r} is not "
-                                  "supported yet")
     ev_ss, up_ss, start_ss, state_ss = np.random.SeedSequence(seed).spawn(4)
     ref = task_set[TEST_NAMES[0]]
     n_users, n_models = ref.n_users, ref.n_models
@@ -283,28 +330,23 @@ def make_scenario(task_set: TaskSet, scenario_seed: int,
         1.0 / (1.0 + excess_mean), size=max_events) - 1
     times = np.cumsum(gaps)
     times = times[times < cfg.n_slots]
-
-    if cfg.start_condition == "fresh":
-        start = sample_condition(np.random.default_rng(start_ss), n_users, n_models, ccfg,
-                                 name="fresh")
-    else:
-        start = task_set[cfg.start_condition]
     rng = np.random.default_rng(up_ss)
     always = replace(ccfg, upgrade_prob=1.0)
-    segments: list[tuple[int, Condition]] = [(0, start)]
+    draws = _catalogue_draws if ccfg.source == "catalogue" else _uniform_draws
+    start, upgrade, fresh, merge = draws(task_set, cfg, ccfg, always, start_ss, n_users,
+                                         n_models)
+    segments: list[tuple[int, Condition]] = [(0, start.condition)]
     events: list[UpgradeEvent] = []
-    cond = start
+    cur = start
     for k, t in enumerate(times.tolist(), start=1):
         changed = rng.random(n_users) < cfg.upgrade_prob
         replaced = changed & (rng.random(n_users) < cfg.replace_prob)
-        upgraded_all = _upgrade_condition(rng, cond, always)
-        fresh = sample_condition(rng, n_users, n_models, ccfg)
-        name = f"{start.name}+{k}"
-        cond = _merge_users(cond, upgraded_all, changed & ~replaced, name)
-        cond = _merge_users(cond, fresh, replaced, name)
-        segments.append((int(t), cond))
+        upgraded_all, new = upgrade(rng, cur), fresh(rng)
+        name = f"{start.condition.name}+{k}"
+        cur = merge(merge(cur, upgraded_all, changed & ~replaced, name), new, replaced, name)
+        segments.append((int(t), cur.condition))
         events.append(UpgradeEvent(slot=int(t), upgraded=changed, replaced=replaced,
-                                   condition=cond))
+                                   condition=cur.condition))
     return Scenario(seed=seed, config=cfg, task_set=task_set, segments=tuple(segments),
                     events=tuple(events), state_seed=state_ss)
 

@@ -24,7 +24,7 @@ is switched off one at a time in ``notebooks/06_ablations`` (``python -m ecmeta_
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -39,7 +39,7 @@ from .agents.config import (
 )
 from .agents.config import target_entropy as _target_entropy
 from .conditions import DT_NAMES, TEST_NAMES
-from .config import EnvConfig
+from .config import ConditionConfig, EnvConfig
 
 METHODS: tuple[str, ...] = ("pearl", "sac_dt", "sac_t_m", "sac_aisf_1", "sac_aisf_2",
                             "sac_aisf_3")
@@ -253,6 +253,12 @@ PROFILES: dict[str, Profile] = {
         context_capacity=400, eval_every=50, eval_slots=50, val_slots=50, eval_context=20,
         final_slots=200, checkpoint_every=50),
 }
+PROFILES["catalogue"] = replace(
+    PROFILES["quick"], name="catalogue",
+    description="the quick profile on conditions from published models (ecmeta_lib.catalogue)",
+    env=EnvConfig(conditions=ConditionConfig(source="catalogue")))
+"""The quick profile's learners and budget on catalogue conditions: twins from the twin
+families, T1-T3 from held-out ones (`docs/MODEL.md` §3.1); its runs have keys of their own."""
 
 
 def get_profile(name: str | Profile) -> Profile:

@@ -155,3 +155,20 @@ def test_run_key_unchanged_by_the_default_source():
 def test_bad_source_is_a_clear_error():
     with pytest.raises(ValueError, match="source must be one of 'uniform', 'catalogue'"):
         ConditionConfig(source="imagenet")
+
+
+def test_a_catalogue_stream_takes_published_steps() -> None:
+    """The lifecycle on catalogue conditions: the stream starts at the task set's T1, and every
+    later condition is made of catalogue rows (rho, memory and top-1 of published weights)."""
+    from ecmeta_lib.catalogue import load_catalogue
+    from ecmeta_lib.lifecycle import make_scenario
+
+    ts = make_task_set(0, condition_cfg=CAT_CFG)
+    sc = make_scenario(ts, 0, "smoke", condition_config=CAT_CFG)
+    assert np.array_equal(sc.condition_at(0).flop_per_bit, ts["T1"].flop_per_bit)
+    cat = load_catalogue()
+    published = set(np.round(cat["flop_per_bit"].to_numpy(float), 6))
+    for _, cond in sc.segments:
+        assert set(np.round(cond.flop_per_bit.ravel(), 6)) <= published
+        assert (np.diff(cond.flop_per_bit, axis=1) >= 0).all()  # light to heavy, still
+    assert sc.events and any(e.upgraded.any() for e in sc.events)

@@ -25,7 +25,7 @@ TINY = replace(PROFILES["smoke"], name="tiny", env=TINY_ENV, iterations=5, check
 
 
 def test_profiles_exist_and_paper_matches_table_1() -> None:
-    assert set(PROFILES) == {"smoke", "quick", "paper"}
+    assert set(PROFILES) == {"smoke", "quick", "paper", "catalogue"}
     p = get_profile("paper")
     a = p.agent.flat()
     assert (a["lr"], a["hidden"], a["n_layers"], a["kl_weight"], a["arch"]) == (
