@@ -23,23 +23,18 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from .analysis import (  # noqa: E402, F401 - the tables the notebooks read through `plots`
+from .analysis import (  # noqa: E402
     MS,
     PLACES,
     _ordered,
-    decision_summary,
     latent_separation,
-    results_table,
     seed_bands,
-    table_markdown,
 )
 from .conditions import TEST_NAMES  # noqa: E402
-from .profiles import (  # noqa: E402, F401 - as above
+from .profiles import (  # noqa: E402
     BASELINES,
-    METHOD_LABELS,
     METHODS,
     label,
-    target_entropy,
 )
 from .stats import mean_ci  # noqa: E402
 

@@ -1,7 +1,6 @@
 """Running the experiment grid: (method x seed) runs of a `Study`, cached, resumable and
 parallel; the ablation runs; where each run stands. Reading and scoring what the runs wrote is
-`ecmeta_lib.analysis` (re-exported here for the committed notebooks only: new code imports it
-from there).
+`ecmeta_lib.analysis`.
 
 Layout on disk::
 
@@ -43,22 +42,9 @@ from tqdm.auto import tqdm
 from . import __version__, executors
 from . import ablations as ablation_registry
 from .agent_policies import adaptation_curve
-from .analysis import (  # noqa: F401 - the committed notebooks read these through `runner`
-    baselines,
-    complete_ablation_rows,
-    latent_posteriors,
-    latent_probe,
-    load_adaptation,
-    load_curves,
-    load_finals,
-    load_train_logs,
-    yardstick_adaptation,
-    yardsticks,
-)
 from .cache import jsonable, run_key, write_csv, write_json
 from .checkpoints import load_agent
 from .conditions import TEST_NAMES, make_task_set
-from .evaluation import FINAL_SEED  # noqa: F401 - as above
 from .paths import figures_path, project_root
 from .profiles import PROFILES, Profile, get_profile
 from .study import ADAPT_CONTEXT, DEFAULT_RESULTS, ResultsError, Study

@@ -57,8 +57,8 @@ results_dir = None  # None: <repo>/results
 import torch
 from IPython.display import Markdown, display
 
-from ecmeta_lib import plots, profile_table, runner
-from ecmeta_lib.profiles import METHODS, get_profile
+from ecmeta_lib import analysis, plots, profile_table, runner
+from ecmeta_lib.profiles import METHODS, get_profile, target_entropy
 
 results, figures = runner.notebook_paths(results_dir, figures_dir)
 torch.set_num_threads(1)  # small networks: more threads only contend for the cores
@@ -113,8 +113,8 @@ print(table[["method", "seed", "run_id", "done"]].to_string(index=False))
 # heuristic that knows the condition, random actions.
 
 # %%
-base = runner.baselines(profile, results_root=results)
-curves = runner.load_curves(table)
+base = analysis.baselines(profile, results_root=results)
+curves = analysis.load_curves(table)
 fig = plots.fig3(curves[curves.method.isin(["pearl", "sac_dt"])], base, figures,
                  stem="03_pearl_curves", gradient_steps_per_iteration=prof.t_train)
 
@@ -138,8 +138,8 @@ display(Markdown(
 # PEARL's losses and temperature over training (mean and 95 % band over seeds).
 
 # %%
-logs = runner.load_train_logs(table[table.method == "pearl"])
-target = plots.target_entropy(prof)
+logs = analysis.load_train_logs(table[table.method == "pearl"])
+target = target_entropy(prof)
 cols = [c for c in ("critic_loss", "critic_rmse_s", "temperature", "kl", "entropy")
         if c in logs.columns]
 fig = plots.training_diagnostics(logs, cols, figures, stem="03_training_diagnostics",

@@ -48,7 +48,7 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from ecmeta_lib import claims, plots, runner
+from ecmeta_lib import analysis, claims, plots, runner
 from ecmeta_lib.profiles import get_profile
 
 results, figures = runner.notebook_paths(results_dir, figures_dir)
@@ -59,10 +59,10 @@ prof = get_profile(profile)
 # %%
 # never trains: a missing run is an error that names the command producing it
 table = runner.finished_table(profile, ["pearl", "sac_dt"], seeds, results_root=results)
-base = runner.baselines(profile, results_root=results)
-finals = runner.load_finals(table)
-adapt = runner.load_adaptation(table)
-sticks = runner.yardstick_adaptation(profile, results_root=results)
+base = analysis.baselines(profile, results_root=results)
+finals = analysis.load_finals(table)
+adapt = analysis.load_adaptation(table)
+sticks = analysis.yardstick_adaptation(profile, results_root=results)
 
 # %% [markdown]
 # ## Latency against context transitions
@@ -93,7 +93,7 @@ display(sticks.pivot(index="n_context", columns="condition", values="gap_to_orac
 # PEARL($n$) with its own PEARL(0) on the same slots.
 
 # %%
-tests = claims.claim_tests(runner.load_curves(table), finals, adapt, n_context=prof.eval_context)
+tests = claims.claim_tests(analysis.load_curves(table), finals, adapt, n_context=prof.eval_context)
 adapt_tests = tests[tests.claim == claims.CLAIMS["adapts"]]
 display(adapt_tests[["comparison", "n", "mean", "ci_low", "ci_high", "p_value"]].round(3)
         .rename(columns={"mean": "% below prior", "ci_low": "CI low", "ci_high": "CI high"}))
@@ -116,12 +116,12 @@ display(Markdown("\n".join(lines)))
 # unseen ones), three independent context draws each, and look at the posterior means.
 
 # %%
-latents = runner.latent_posteriors(table[table.method == "pearl"].dir.iloc[0], profile,
+latents = analysis.latent_posteriors(table[table.method == "pearl"].dir.iloc[0], profile,
                                    repeats=3)
 fig = plots.latent_scatter(latents, figures, stem="04_latent_z")
 
 # %%
-sep = plots.latent_separation(latents)
+sep = analysis.latent_separation(latents)
 display(sep.round(3))
 big = sep.iloc[-1]
 display(Markdown(
@@ -145,7 +145,7 @@ display(Markdown(
 
 # %%
 if prof.agent.encoder.latent_per_user:
-    probe = pd.concat([runner.latent_probe(d, profile).assign(seed=s) for d, s in
+    probe = pd.concat([analysis.latent_probe(d, profile).assign(seed=s) for d, s in
                        zip(table[table.method == "pearl"].dir, table[table.method == "pearl"].seed,
                            strict=True)])
     summary = probe.groupby("model")[["r2_fit_dts", "r2_heldout_tests",

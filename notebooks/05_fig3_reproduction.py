@@ -47,7 +47,7 @@ import numpy as np
 import torch
 from IPython.display import Markdown, display
 
-from ecmeta_lib import claims, decisions, evaluate, make_task_set, plots, runner
+from ecmeta_lib import analysis, claims, decisions, evaluate, make_task_set, plots, runner
 from ecmeta_lib.evaluation import FINAL_SEED
 from ecmeta_lib.profiles import METHODS, get_profile
 
@@ -59,10 +59,10 @@ prof = get_profile(profile)
 # %%
 # never trains: a missing run is an error that names the command producing it
 table = runner.finished_table(profile, METHODS, seeds, results_root=results)
-base = runner.baselines(profile, results_root=results)
-curves = runner.load_curves(table)
-finals = runner.load_finals(table)
-adapt = runner.load_adaptation(table)
+base = analysis.baselines(profile, results_root=results)
+curves = analysis.load_curves(table)
+finals = analysis.load_finals(table)
+adapt = analysis.load_adaptation(table)
 
 # %% [markdown]
 # ## Fig. 3
@@ -90,8 +90,8 @@ fig = plots.fig3(curves, base, figures, stem="fig3_latency",
 # `figures/results_table.csv` and `.md`.
 
 # %%
-res = plots.results_table(finals, base, figures)
-display(Markdown(plots.table_markdown(res)))
+res = analysis.results_table(finals, base, figures)
+display(Markdown(analysis.table_markdown(res)))
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -158,7 +158,7 @@ dec = decisions.grid_decisions(table, profile, results_root=results)
 fig = plots.decisions_figure(dec, curves, figures)
 
 # %%
-display(plots.decision_summary(dec).round(3))
+display(analysis.decision_summary(dec).round(3))
 
 # %% [markdown]
 # **What the figure shows.** Top: the share of users (T1-T3, all seeds and slots pooled) given

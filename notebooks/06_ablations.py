@@ -54,11 +54,12 @@ ci_subset = True  # on the smoke profile (CI): 2 seeds, PEARL only
 train_missing = None  # None: train missing runs on smoke only (quick: ~120 runs, hours on 2 cores)
 
 # %%
+import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
 from ecmeta_lib import ablations as ablation_registry
-from ecmeta_lib import plots, profile_table, runner
+from ecmeta_lib import analysis, plots, profile_table, runner
 from ecmeta_lib.profiles import get_profile
 
 results, figures = runner.notebook_paths(results_dir, figures_dir)
@@ -101,7 +102,7 @@ if train_missing:
                                  workers=workers, results_root=results)
 # an (ablation, method) is shown once all its seeds and the default's (same method) are done,
 # so a study run for PEARL alone still shows PEARL's column
-shown, missing_pairs = runner.complete_ablation_rows(table)
+shown, missing_pairs = analysis.complete_ablation_rows(table)
 complete = [a for a in names if a in set(shown.ablation)]
 missing = list(dict.fromkeys(a for a, _ in missing_pairs))
 ready = bool(complete)
@@ -132,12 +133,23 @@ print(table[["ablation", "method", "seed", "run_id", "done"]].to_string(index=Fa
 # `figures/ablations.csv`, the summary in `figures/ablations.md`.
 
 # %%
+recorded = figures / "ablations.csv"
 if ready:
-    finals = runner.load_finals(shown)
-    adapt = runner.load_adaptation(shown) if "pearl" in methods else None
+    finals = analysis.load_finals(shown)
+    adapt = analysis.load_adaptation(shown) if "pearl" in methods else None
     effects = ablation_registry.effects(finals, adapt, prof.eval_context, order=complete)
     ablation_registry.save_effects(effects, figures)
     display(Markdown(ablation_registry.effects_markdown(effects)))
+elif recorded.exists():  # no runs here: the study as its last run recorded it (never re-derived)
+    effects = pd.read_csv(recorded)
+    complete = list(dict.fromkeys(effects.ablation))
+    ready = True
+    display(Markdown(
+        f"**No ablation run is in `{results}` on this machine**: shown is the study as its last "
+        f"run recorded it in `{recorded.name}` (the run keys of the current code are those "
+        "runs', so its numbers are this code's; `figures/PROVENANCE.md` and "
+        "`docs/CHANGELOG.md` say when it ran). The command above reruns it.\n\n"
+        + ablation_registry.effects_markdown(effects)))
 
 # %% [markdown]
 # ## The figure
