@@ -36,28 +36,21 @@ def _profile(text: str) -> str:
     return text
 
 
-def _seed(text: str) -> int:
-    """argparse type of a seed or task seed: a non-negative integer."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a seed: seeds are non-negative "
-                                         "integers (0, 1, 2, ...)")
-    return value
+def _int_at_least(minimum: int, what: str, examples: str):
+    """An argparse type: an integer >= `minimum`, or a usage error naming `what` it must be."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what} ({examples})")
+        return value
+    return parse
 
 
-def _workers(text: str) -> int:
-    """argparse type of --workers: a positive integer."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of workers: a positive "
-                                         "integer (1, 2, ...)")
-    return value
+_seed = _int_at_least(0, "a seed: seeds are non-negative integers", "0, 1, 2, ...")
+_workers = _int_at_least(1, "a number of workers: a positive integer", "1, 2, ...")
 
 
 def _address(text: str) -> str:

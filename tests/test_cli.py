@@ -133,4 +133,4 @@ def test_the_real_command_line_prints_no_traceback(tmp_path: Path) -> None:
                           timeout=120)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
-    assert "choose one of paper, quick, smoke" in proc.stderr
+    assert "choose one of catalogue, paper, quick, smoke" in proc.stderr
