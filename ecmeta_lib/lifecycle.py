@@ -464,13 +464,20 @@ class LiveIdentifyGreedy(BlindGreedyPolicy):
     ``n_context`` context slots again, the others go on with the greedy rule on their twin.
     Context phases are per user (a user upgraded again mid-context restarts its own phase).
 
-    It relies on announcements: with ``announce=False`` it never forgets, and the identifier's
+    It relies on announcements, unless a `detection.CusumDetector` is given: then it ignores
+    ``info["upgrade"]`` and treats the users the detector flags as upgraded, the residual being
+    the log of each identified user's latency over what its twin predicts for the decision it
+    executed (`detection.executed_latency`); ``detections`` lists (slot, user) of every flag.
+    Without either, ``announce=False`` leaves it blind: it never forgets, and the identifier's
     per-(user, model) averages mix the old and new models. After each step ``estimate`` holds
     the current `TwinEstimate`.
     """
 
-    def __init__(self, n_context: int = 9, *, name: str | None = None) -> None:
+    def __init__(self, n_context: int = 9, *, detector: Any | None = None,
+                 name: str | None = None) -> None:
         super().__init__()
+        self.detector = detector
+        self.detections: list[tuple[int, int]] = []
         self.n_context = _check_int("n_context", n_context, 0)
         self.name = name or f"live_identify_greedy[{self.n_context}]"
         self.identifier: TwinIdentifier | None = None
@@ -512,12 +519,24 @@ class LiveIdentifyGreedy(BlindGreedyPolicy):
                 info: dict[str, Any]) -> None:
         if self.identifier is None or self._state is None:
             raise RuntimeError(f"{type(self).__name__}: observe() before act()")
-        self.identifier.add(self._state, info)
-        self._phase += 1
-        if info.get("upgrade", False):
-            users = np.asarray(info["upgraded_users"], dtype=bool)
+        if self.detector is not None:  # unannounced: a flagged user's slot is already new
+            from .detection import executed_latency
+
+            twin = option_table(self.env.system, self.twin, self._state)
+            pred = executed_latency(twin, np.stack([info["ds"], info["placement"],
+                                                    info["model"]], axis=-1))
+            users = self.detector.update(np.log(info["latency"]) - np.log(pred),
+                                         valid=~self.in_context)
+            self.detections += [(int(info["slot"]), int(u)) for u in np.flatnonzero(users)]
+            self.identifier.forget(users)  # before adding the slot: it shows the new models
+            self.identifier.add(self._state, info)
+        else:  # announced for the next slot: this one still shows the old models
+            self.identifier.add(self._state, info)
+            users = np.asarray(info["upgraded_users"], dtype=bool) if info.get(
+                "upgrade", False) else np.zeros_like(self._phase, dtype=bool)
             self.identifier.forget(users)
-            self._phase[users] = 0
+        self._phase += 1
+        self._phase[users] = 0
         self.estimate = self.identifier.estimate()
         self.twin = self.estimate.condition
 

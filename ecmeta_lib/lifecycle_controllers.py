@@ -55,12 +55,16 @@ class PEARLOnline:
             its probes, so z_u keeps sharpening until the next upgrade; off: z_u is frozen
             after ``n_context`` transitions, as in the static adaptation protocol.
         seed: seeds the random probe.
+        detector: a `detection.CusumDetector` for unannounced upgrades: ``info["upgrade"]`` is
+            then ignored and the users it flags restart their context, the residual being the
+            log of each settled user's latency over what the critic predicts for the action it
+            took under z_u; ``detections`` lists (slot, user) of every flag.
         name: the controller's name in the results.
     """
 
     def __init__(self, agent: DiscreteSACAgent, n_context: int = 20, *,
                  probe: str = "round_robin", accumulate: bool = False, seed: int = 0,
-                 name: str | None = None) -> None:
+                 detector: Any | None = None, name: str | None = None) -> None:
         if agent.encoder is None:
             raise ValueError("PEARLOnline needs a PEARL agent (one with a context encoder)")
         if not isinstance(n_context, (int, np.integer)) or n_context < 0:
@@ -69,6 +73,8 @@ class PEARLOnline:
             raise ValueError(f"probe must be one of {PROBES}, got {probe!r}")
         self.agent, self.n_context, self.probe, self.seed = agent, int(n_context), probe, seed
         self.accumulate = bool(accumulate)
+        self.detector = detector
+        self.detections: list[tuple[int, int]] = []
         self.name = name or f"pearl_online[{n_context}]"
         self.per_user = bool(agent.cfg.encoder.latent_per_user)
         self.grad_steps = 0
@@ -115,6 +121,16 @@ class PEARLOnline:
 
     def observe(self, obs: np.ndarray, action: np.ndarray, reward: float, next_obs: np.ndarray,
                 info: dict[str, Any]) -> None:
+        if self.detector is not None:  # unannounced: a flagged user's slot is already new
+            with torch.no_grad():
+                pred = self.agent.predicted_latency(
+                    self.agent._t(obs).reshape(1, -1),
+                    torch.as_tensor(np.asarray(action).reshape(1, -1, 3), dtype=torch.int64),
+                    self.z.reshape(1, *self.z.shape))[0].numpy()
+            flagged = self.detector.update(np.log(info["latency"]) - np.log(pred),
+                                           valid=~self.in_context)
+            self.detections += [(int(info["slot"]), int(u)) for u in np.flatnonzero(flagged)]
+            self._restart(flagged)
         ctx = np.ones_like(self._count, dtype=bool) if self.accumulate else self.in_context
         if ctx.any():
             self._one.add(obs, action, reward, next_obs, info["latency"], decisions_of(info))
@@ -125,14 +141,19 @@ class PEARLOnline:
             self._prec += torch.where(grow, 1.0 / var_n[0], 0.0)
             self._wmu += torch.where(grow, mu_n[0] / var_n[0], 0.0)
             self._count[ctx] += 1
-        if info.get("upgrade", False):
-            users = np.asarray(info["upgraded_users"], dtype=bool)
-            if not self.per_user and users.any():
-                users = np.ones_like(users)  # one z per condition: everybody starts again
-            self._prec[torch.as_tensor(users)] = 0.0
-            self._wmu[torch.as_tensor(users)] = 0.0
-            self._count[users] = 0
+        if self.detector is None and info.get("upgrade", False):
+            self._restart(np.asarray(info["upgraded_users"], dtype=bool))
         self._update_z()
+
+    def _restart(self, users: np.ndarray) -> None:
+        """The users of the (U,) mask start their context again (a global z: everybody)."""
+        if not users.any():
+            return
+        if not self.per_user:
+            users = np.ones_like(users)  # one z per condition: everybody starts again
+        self._prec[torch.as_tensor(users)] = 0.0
+        self._wmu[torch.as_tensor(users)] = 0.0
+        self._count[users] = 0
 
 
 class SACOnline:

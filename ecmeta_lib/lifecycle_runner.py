@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +38,31 @@ import pandas as pd
 from . import executors
 from .cache import digest, write_csv
 from .conditions import make_task_set
+from .detection import detection_metrics
 from .lifecycle import LiveIdentifyGreedy, get_scenario_config, make_scenario
 from .lifecycle_scoring import score_stream, stream_metrics
 from .profiles import get_profile
 
 CONTROLLERS: tuple[str, ...] = ("greedy", "random", "blind_greedy", "identify_greedy",
-                                "pearl_online", "sac_dt", "sac_retrain", "sac_finetune")
-SEEDLESS = ("greedy", "blind_greedy", "identify_greedy")
+                                "identify_greedy_detect", "pearl_online", "pearl_online_detect",
+                                "sac_dt", "sac_retrain", "sac_finetune")
+SEEDLESS = ("greedy", "blind_greedy", "identify_greedy", "identify_greedy_detect")
+DETECTING = ("identify_greedy_detect", "pearl_online_detect")
+"""Controllers on the unannounced stream: they find the upgrades themselves
+(`detection.CusumDetector`)."""
+CUSUM = {"identify_greedy_detect": dict(k=1.0, h=8.0, min_sd=0.05, warmup=10),
+         "pearl_online_detect": dict(k=1.0, h=20.0, min_sd=0.1, warmup=5, track=True)}
+"""The detectors, chosen on validation scenario seed 100 (`docs/tuning/detection_cusum.csv`):
+the fewest false alarms, on the stream and on an upgrade-free one, whose stream gap stays within
+0.2 points of the announced controller's. The twin's residual is exact once identified: a
+reference frozen after 10 residuals (k 1, h 8, sd floor 0.05: median delay 2 slots, 5 of 369
+upgrades missed, no false alarm). The critic's residual errs by ~10 % and drifts as PEARL's
+posterior keeps sharpening: frozen references raise 22-70 false alarms per 1,000 slots, so its
+reference is the running mean of all its unflagged residuals (k 1, h 20, floor 0.1: 0-1.3 false
+alarms, median delay ~23 slots, about half the upgrades missed - its accumulating posterior
+follows the rest; an exponentially weighted reference missed 98 % and lost 3-5 points)."""
+STATIC_SLOTS = 1000
+"""Slots of the upgrade-free stream on which a detector's false alarms are also counted."""
 """Deterministic controllers: one trace per scenario, the same for every seed."""
 LEARNED = ("pearl", "sac_dt")
 """The grid's methods the lifecycle's learned controllers start from."""
@@ -81,8 +100,13 @@ def _make_controller(name: str, seed: int, profile: str, task_seed: int, results
         return RandomPolicy(seed=seed)
     if name == "blind_greedy":
         return BlindGreedyPolicy()
-    if name == "identify_greedy":
-        return LiveIdentifyGreedy(IDENTIFY_CONTEXT, name="identify_greedy")
+    detector = None
+    if name in DETECTING:
+        from .detection import CusumDetector
+
+        detector = CusumDetector(env_config.system.n_users, **CUSUM[name])
+    if name in ("identify_greedy", "identify_greedy_detect"):
+        return LiveIdentifyGreedy(IDENTIFY_CONTEXT, detector=detector, name=name)
     import torch
 
     from .agent_policies import AgentPolicy
@@ -98,9 +122,9 @@ def _make_controller(name: str, seed: int, profile: str, task_seed: int, results
         run = RunSpec(method, seed, profile, task_seed).run_dir(results_root)
         return load_agent(run)
 
-    if name == "pearl_online":
+    if name in ("pearl_online", "pearl_online_detect"):
         return PEARLOnline(trained("pearl"), PEARL_CONTEXT, probe=PEARL_PROBE,
-                           accumulate=PEARL_ACCUMULATE, seed=seed, name=name)
+                           accumulate=PEARL_ACCUMULATE, seed=seed, detector=detector, name=name)
     if name == "sac_dt":
         return AgentPolicy(trained("sac_dt"), name=name)
     prof = get_profile(profile)
@@ -122,6 +146,19 @@ def _make_controller(name: str, seed: int, profile: str, task_seed: int, results
     raise ValueError(f"unknown controller {name!r}; choose from {', '.join(CONTROLLERS)}")
 
 
+def _scenario(profile: str, scenario_seed: int, task_seed: int, *,
+              n_slots: int | None = None) -> Any:
+    """The profile's stream of `scenario_seed`; with `n_slots`, an upgrade-free one that long
+    (the same user-state stream)."""
+    prof = get_profile(profile)
+    cfg = get_scenario_config(profile)
+    if n_slots is not None:
+        cfg = replace(cfg, n_slots=n_slots, min_gap_slots=n_slots + 1,
+                      mean_interarrival_slots=n_slots + 1.0)
+    task_set = make_task_set(task_seed, prof.env.system, prof.env.conditions)
+    return make_scenario(task_set, scenario_seed, cfg, condition_config=prof.env.conditions)
+
+
 def _job(profile: str, scenario_seed: int, task_seed: int, controller: str, seed: int,
          results_root: str) -> dict[str, Any]:
     """One controller over one stream; returns where its trace is. Idempotent."""
@@ -131,16 +168,22 @@ def _job(profile: str, scenario_seed: int, task_seed: int, controller: str, seed
                     else f"trace-{controller}-s{seed}.csv.gz")
     if out.exists():
         return {"trace": str(out), "wall_s": float("nan"), "grad_steps": float("nan")}
-    task_set = make_task_set(task_seed, prof.env.system, prof.env.conditions)
-    scenario = make_scenario(task_set, scenario_seed, get_scenario_config(profile),
-                             condition_config=prof.env.conditions)
+    scenario = _scenario(profile, scenario_seed, task_seed)
     oracle = pd.read_csv(folder / "oracle.csv")["oracle_latency_s"].to_numpy()
     policy = _make_controller(controller, seed, profile, task_seed, results_root, prof.env)
     t0 = time.perf_counter()
-    trace = score_stream(policy, scenario, config=prof.env, oracle_latency=oracle)
+    trace = score_stream(policy, scenario, config=prof.env, oracle_latency=oracle,
+                         announce=controller not in DETECTING)
     wall = time.perf_counter() - t0
     trace["grad_steps"] = int(getattr(policy, "grad_steps", 0))
     trace["wall_s"] = wall
+    if controller in DETECTING:  # its flags, and its false alarms on an upgrade-free stream
+        write_csv(out.with_name(out.name.replace("trace-", "detections-").replace(".gz", "")),
+                  pd.DataFrame(policy.detections, columns=["slot", "user"]))
+        calm = _scenario(profile, scenario_seed, task_seed, n_slots=STATIC_SLOTS)
+        quiet = _make_controller(controller, seed, profile, task_seed, results_root, prof.env)
+        score_stream(quiet, calm, config=prof.env, announce=False, with_oracle=False)
+        trace["static_false_alarms_per_1000"] = 1000.0 * len(quiet.detections) / STATIC_SLOTS
     write_csv(out, trace.drop(columns=["oracle_ms"]), compression="gzip")
     return {"trace": str(out), "wall_s": wall, "grad_steps": trace["grad_steps"].iloc[0]}
 
@@ -155,9 +198,7 @@ def oracle_trace(profile: str, scenario_seed: int, task_seed: int,
     if path.exists():
         return pd.read_csv(path)
     prof = get_profile(profile)
-    task_set = make_task_set(task_seed, prof.env.system, prof.env.conditions)
-    scenario = make_scenario(task_set, scenario_seed, get_scenario_config(profile),
-                             condition_config=prof.env.conditions)
+    scenario = _scenario(profile, scenario_seed, task_seed)
     trace = score_stream(GreedyPolicy(), scenario, config=prof.env)  # solves every slot, timed
     out = trace[["slot", "segment", "upgrade", "oracle_latency_s", "oracle_ms"]]
     write_csv(path, out)
@@ -234,8 +275,17 @@ def lifecycle_table(profile: str, scenario_seeds: Sequence[int], seeds: Sequence
                     continue
                 trace = pd.read_csv(path)
                 m = stream_metrics(trace)
+                det = {}
+                if c in DETECTING:
+                    flags = pd.read_csv(path.with_name(path.name.replace("trace-", "detections-")
+                                                       .replace(".gz", "")))
+                    scen = _scenario(profile, s, task_seed)
+                    det = {**detection_metrics(scen.events, flags, scen.n_slots,
+                                               scen.condition_at(0).n_users),
+                           "static_false_alarms_per_1000":
+                               float(trace["static_false_alarms_per_1000"].iloc[0])}
                 rows.append({"method": c, "seed": -1 if c in SEEDLESS else seed,
-                             "scenario_seed": s, "task_seed": task_seed, **m.summary,
+                             "scenario_seed": s, "task_seed": task_seed, **m.summary, **det,
                              "grad_steps": int(trace["grad_steps"].iloc[0]),
                              "wall_s": float(trace["wall_s"].iloc[0])})
     table = pd.DataFrame(rows)

@@ -104,6 +104,18 @@ display(summary.round(2))
 fig = lp.ratios_bar(summary, figures)
 
 # %% [markdown]
+# ## Unannounced upgrades: change detection
+# Providers do not always announce an upgrade. The `*_detect` controllers run on the same stream
+# with ``announce=False`` and find the upgrades themselves: a CUSUM per user
+# (`ecmeta_lib.detection`) on the log of the user's latency over what the controller's own model
+# predicts for the decision it executed - the identifying greedy's twin, PEARL's critic under
+# $z_u$. A flagged user's context restarts. Delay: slots from the upgrade to the flag (0 = after
+# its first slot); false alarms are also counted on an upgrade-free stream of the same users.
+
+# %%
+display(lp.detection_table(table).round(2))
+
+# %% [markdown]
 # ## Adapting against retraining: the paper's argument as a paired test
 
 # %%

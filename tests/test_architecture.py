@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "ecmeta_lib"
 
 FLOORS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("foundations", ("config", "physics", "paths", "cache", "stats", "executors", "knapsack")),
+    ("foundations", ("config", "physics", "paths", "cache", "stats", "executors", "knapsack",
+                     "detection")),
     ("conditions and state", ("system", "conditions", "catalogue")),
     ("slot", ("slot", "oracle")),
     ("env", ("env", "policies", "rollout", "agents.buffers", "agents.config")),
