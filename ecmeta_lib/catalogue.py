@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .conditions import Condition
+from .aisf import Condition
 from .config import ConditionConfig
 
 CATALOGUE_PATH = Path(__file__).resolve().parent / "data" / "model_catalogue.csv"

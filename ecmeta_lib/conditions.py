@@ -1,7 +1,8 @@
-"""AI service function conditions (one meta-RL task, one digital twin), upgrades and task sets.
+"""Task sets: the static system and the named AI service function conditions (one meta-RL task,
+one digital twin each), from one seed.
 
-A condition fixes every user's AI models: compute intensity, memory and accuracy. A service
-provider's upgrade makes models lighter, smaller and more accurate (paper Sec. V). The named task
+A condition (`aisf.Condition`) fixes every user's AI models; it comes from the uniform source
+(`aisf`) or the catalogue of published models (`catalogue`), as the config says. The named task
 set follows the paper: base conditions G1, G2, G3; G1 upgraded twice, G2 once, G3 never; six
 digital-twin (DT) conditions for meta-training and three independent unseen test conditions T1-T3.
 Everything, the static system included, derives from one integer seed.
@@ -9,10 +10,12 @@ Everything, the static system included, derives from one integer seed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
+from .aisf import Condition, sample_condition, upgrade_condition
+from .catalogue import catalogue_task_conditions, sample_catalogue_condition
 from .config import ConditionConfig, SystemConfig
 from .system import System, sample_system
 
@@ -21,67 +24,6 @@ TEST_NAMES: tuple[str, ...] = ("T1", "T2", "T3")
 CONDITION_NAMES: tuple[str, ...] = DT_NAMES + TEST_NAMES
 TWIN_SAMPLE_PREFIX = "S"
 """Names of the conditions `with_twin_samples` adds: S1, S2, ..."""
-
-
-@dataclass(frozen=True)
-class Condition:
-    """Every user's AI models under one condition; model index 0 is the lightest."""
-
-    flop_per_bit: np.ndarray
-    """(U, F) compute intensity rho_u^j, FLOP per bit of pre-processed input; ascending in j."""
-    memory_mb: np.ndarray
-    """(U, F) memory R_u^j of each model, integer MB; ascending in j."""
-    peak_accuracy: np.ndarray
-    """(U, F) accuracy a_u^j at raw data quality, %; ascending in j."""
-    quality_exponent: np.ndarray
-    """(U,) gamma_u: accuracy at data quality q is a_u^j q^gamma_u."""
-    name: str = ""
-    """Label for plots and logs (e.g. "G1'" or "T2")."""
-
-    @property
-    def n_users(self) -> int:
-        return int(self.flop_per_bit.shape[0])
-
-    @property
-    def n_models(self) -> int:
-        return int(self.flop_per_bit.shape[1])
-
-
-def sample_condition(rng: np.random.Generator, n_users: int, n_models: int,
-                     cfg: ConditionConfig, name: str = "") -> Condition:
-    """Draw a fresh condition: sorted draws per user keep heavier models more accurate."""
-    shape = (n_users, n_models)
-    return Condition(
-        flop_per_bit=np.sort(rng.uniform(*cfg.flop_per_bit_range, size=shape), axis=1),
-        memory_mb=np.rint(np.sort(rng.uniform(*cfg.memory_mb_range, size=shape), axis=1)),
-        peak_accuracy=np.sort(rng.uniform(*cfg.peak_accuracy_range, size=shape), axis=1),
-        quality_exponent=rng.uniform(*cfg.quality_exponent_range, size=n_users),
-        name=name,
-    )
-
-
-def upgrade_condition(rng: np.random.Generator, condition: Condition, cfg: ConditionConfig,
-                      name: str = "") -> Condition:
-    """One upgrade event: each function independently, with probability `upgrade_prob`, scales all
-    its models' compute and memory by one factor each and adds one accuracy gain to all of them.
-
-    One factor per function keeps the models' order (ours).
-    """
-    u = condition.n_users
-    hit = rng.random(u) < cfg.upgrade_prob
-    flop_f = np.where(hit, rng.uniform(*cfg.upgrade_flop_factor, size=u), 1.0)[:, None]
-    mem_f = np.where(hit, rng.uniform(*cfg.upgrade_memory_factor, size=u), 1.0)[:, None]
-    gain = np.where(hit, rng.uniform(*cfg.upgrade_accuracy_gain, size=u), 0.0)[:, None]
-    memory = np.where(hit[:, None],
-                      np.maximum(np.rint(condition.memory_mb * mem_f), cfg.upgrade_min_memory_mb),
-                      condition.memory_mb)
-    return replace(
-        condition,
-        flop_per_bit=condition.flop_per_bit * flop_f,
-        memory_mb=memory,
-        peak_accuracy=np.minimum(condition.peak_accuracy + gain, cfg.max_accuracy),
-        name=name,
-    )
 
 
 @dataclass(frozen=True)
@@ -136,7 +78,6 @@ def make_task_set(seed: int, system_cfg: SystemConfig | None = None,
     base_rng, upg_rng = np.random.default_rng(base_ss), np.random.default_rng(upg_ss)
     test_rng = np.random.default_rng(test_ss)
     if ccfg.source == "catalogue":  # published models (ecmeta_lib.catalogue), same streams
-        from .catalogue import catalogue_task_conditions
         drawn = catalogue_task_conditions(base_rng, upg_rng, test_rng, u, f, ccfg)
         return TaskSet(seed=int(seed), system=system,
                        conditions={n: c.condition for n, c in drawn.items()})
@@ -168,7 +109,6 @@ def with_twin_samples(task_set: TaskSet, n: int, condition_cfg: ConditionConfig 
     rng = np.random.default_rng(np.random.SeedSequence(task_set.seed).spawn(5)[4])
     u, f = task_set.system.local_flops.shape[0], next(iter(task_set.conditions.values())).n_models
     if ccfg.source == "catalogue":  # twin families only, any published weights generation
-        from .catalogue import sample_catalogue_condition
         extra = {name: sample_catalogue_condition(rng, u, f, ccfg, name, split="twin",
                                                   random_generation=True).condition
                  for name in twin_sample_names(n)}
@@ -177,3 +117,8 @@ def with_twin_samples(task_set: TaskSet, n: int, condition_cfg: ConditionConfig 
                  for name in twin_sample_names(n)}
     return TaskSet(seed=task_set.seed, system=task_set.system,
                    conditions={**task_set.conditions, **extra})
+
+
+__all__ = ["CONDITION_NAMES", "DT_NAMES", "TEST_NAMES", "TWIN_SAMPLE_PREFIX", "Condition",
+           "TaskSet", "get_condition", "make_task_set", "sample_condition", "twin_sample_names",
+           "upgrade_condition", "with_twin_samples"]

@@ -22,7 +22,7 @@ PACKAGE = ROOT / "ecmeta_lib"
 FLOORS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("foundations", ("config", "physics", "paths", "cache", "stats", "executors", "knapsack",
                      "detection")),
-    ("conditions and state", ("system", "conditions", "catalogue")),
+    ("conditions and state", ("system", "aisf", "catalogue", "conditions")),
     ("slot", ("slot", "oracle")),
     ("env", ("env", "policies", "rollout", "agents.buffers", "agents.config")),
     ("evaluation", ("evaluation", "lifecycle", "lifecycle_scoring", "__init__")),

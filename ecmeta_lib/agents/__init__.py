@@ -13,7 +13,7 @@ from importlib import import_module
 
 _WHERE = {"ActionSpec": "networks", "ContextBuffer": "buffers", "ReplayBuffer": "buffers",
           "ContextEncoder": "encoder", "PerUserContextEncoder": "encoder",
-          "DiscreteSACAgent": "sac", "NonFiniteLossError": "sac", "SACConfig": "config"}
+          "DiscreteSACAgent": "sac", "NonFiniteLossError": "updates", "SACConfig": "config"}
 
 
 def __getattr__(name: str):

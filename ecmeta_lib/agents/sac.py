@@ -46,6 +46,7 @@ from .networks import (
     one_hot_actions,
     split_joint_index,
 )
+from .updates import UPDATES, known_latency
 
 
 def _require_cpp_compiler() -> None:
@@ -64,19 +65,6 @@ def resolve_device(device: str | torch.device) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
-
-
-class NonFiniteLossError(FloatingPointError):
-    """A loss became NaN or infinite; training stops (the last good checkpoint is kept)."""
-
-
-def known_latency(data: dict[str, np.ndarray]) -> np.ndarray:
-    """The per-user latencies (N, U) of a batch/context; refuses transitions stored without them."""
-    lat = data.get("latency")
-    if lat is None or not np.isfinite(lat).all():
-        raise ValueError("per_user_reward / latent_per_user need every transition's per-user "
-                         "latency (add it to the buffers from the env's info['latency'])")
-    return lat
 
 
 class DiscreteSACAgent(nn.Module):
@@ -312,8 +300,6 @@ class DiscreteSACAgent(nn.Module):
         Returns:
             diagnostics (losses, temperature, entropy, kl) of this epoch.
         """
-        from .updates import UPDATES
-
         self._set_lr()
         self.n_updates += 1
         return UPDATES[self.cfg.update_rule](self, batches, contexts, epoch, lambda1, lambda2)

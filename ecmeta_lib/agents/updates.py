@@ -18,22 +18,32 @@ functions read; the objectives here are pure tensor code, which ``compiled_updat
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import torch
 
 from .networks import entropy_and_probs, joint_index, one_hot_actions, user_entropy_and_probs
 
-if TYPE_CHECKING:
-    from .sac import DiscreteSACAgent
-
 Batches = list[dict[str, np.ndarray]]
+DiscreteSACAgent = Any
+"""`ecmeta_lib.agents.sac.DiscreteSACAgent` (which imports this module): what the rules read."""
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss became NaN or infinite; training stops (the last good checkpoint is kept)."""
+
+
+def known_latency(data: dict[str, np.ndarray]) -> np.ndarray:
+    """The per-user latencies (N, U) of a batch/context; refuses transitions stored without them."""
+    lat = data.get("latency")
+    if lat is None or not np.isfinite(lat).all():
+        raise ValueError("per_user_reward / latent_per_user need every transition's per-user "
+                         "latency (add it to the buffers from the env's info['latency'])")
+    return lat
 
 
 def _finite(name: str, value: torch.Tensor) -> torch.Tensor:
-    from .sac import NonFiniteLossError
-
     if not torch.isfinite(value).all():
         raise NonFiniteLossError(f"{name} is not finite ({value.item()}); training stopped")
     return value
@@ -42,8 +52,6 @@ def _finite(name: str, value: torch.Tensor) -> torch.Tensor:
 def soft_bellman_update(agent: DiscreteSACAgent, batches: Batches, contexts: Batches | None,
                         epoch: int, lambda1: int, lambda2: int) -> dict[str, float]:
     """The paper's discrete SAC (eqs. 21-29) on K' conditions' batches (and PEARL contexts)."""
-    from .sac import known_latency
-
     cfg, spec, crit = agent.cfg, agent.spec, agent.cfg.critic
     bsz = len(batches[0]["reward"])
     cat = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
@@ -119,8 +127,6 @@ def myopic_joint_update(agent: DiscreteSACAgent, batches: Batches, contexts: Bat
     only user u's inputs, so one pass gives every user's value of all its joint actions, which
     the actor loss reuses (detached): E_{a~pi_u}[xi log pi_u(a) - q_u(a)] summed exactly over
     the joint actions."""
-    from .sac import known_latency
-
     cfg, spec = agent.cfg, agent.spec
     bsz = len(batches[0]["reward"])
     cat = {k: np.concatenate([b[k] for b in batches]) for k in ("obs", "action", "latency")}
