@@ -75,7 +75,8 @@ def _parser() -> argparse.ArgumentParser:
                                   "and the claims"),
                        ("status", "list the grid's runs and whether they finished")):
         s = sub.add_parser(name, help=text)
-        s.add_argument("--profile", default="quick", type=_profile, help="smoke | quick | paper")
+        s.add_argument("--profile", default="quick", type=_profile,
+                       help="smoke | quick | paper | catalogue")
         s.add_argument("--seeds", type=_seed, nargs="+", default=[0, 1, 2])
         s.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
         s.add_argument("--results", default="results", help="root directory of the runs")
@@ -99,7 +100,7 @@ def _parser() -> argparse.ArgumentParser:
             s.add_argument("--figures", default="figures", help="output directory")
     t = sub.add_parser("tune", help="choose settings on validation task seeds (>= 100) only")
     t.add_argument("--profile", default="quick", type=_profile,
-                   help="base profile: smoke | quick | paper")
+                   help="base profile: smoke | quick | paper | catalogue")
     t.add_argument("--methods", nargs="+", default=["sac_aisf_1"], choices=list(METHODS))
     t.add_argument("--seeds", type=_seed, nargs="+", default=[0, 1])
     t.add_argument("--task-seeds", type=_seed, nargs="+", default=[100],
@@ -112,7 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     a = sub.add_parser("ablate", help="the default and every design choice of ours switched "
                                       "off, one at a time (ecmeta_lib.ablations)")
     a.add_argument("--profile", default="quick", type=_profile,
-                   help="base profile: smoke | quick | paper")
+                   help="base profile: smoke | quick | paper | catalogue")
     a.add_argument("--ablations", nargs="+", default=["all"],
                    help="'all' or ablation names (--list shows them)")
     a.add_argument("--methods", nargs="+", default=["pearl", "sac_aisf_1"],
@@ -137,7 +138,8 @@ def _parser() -> argparse.ArgumentParser:
     lc = sub.add_parser("lifecycle", help="every controller over one upgrade stream, scored slot "
                                           "by slot (ecmeta_lib.lifecycle_runner)")
     lc.add_argument("--profile", default="quick", type=_profile,
-                    help="smoke | quick | paper (the learned controllers' and the stream's size)")
+                    help="smoke | quick | paper | catalogue (the learned controllers' and the "
+                         "stream's size)")
     lc.add_argument("--scenario-seed", type=_seed, nargs="+", default=[0],
                     help="scenario seed(s) of the stream (reported: 0-4; selection: >= 100)")
     lc.add_argument("--seeds", type=_seed, nargs="+", default=[0, 1, 2],

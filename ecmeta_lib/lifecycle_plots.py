@@ -116,15 +116,16 @@ def stream_figure(oracle: pd.DataFrame, events: pd.DataFrame, bands: pd.DataFram
 
 
 def summary_table(table: pd.DataFrame) -> pd.DataFrame:
-    """lifecycle.csv reduced per controller: mean and 95 % t interval over seeds of the stream
-    gap and the regret, the median recovery, the early gaps, the decision time and the compute
-    spent (means over seeds; the seedless heuristics have one row)."""
+    """lifecycle.csv reduced per controller and scenario seed: mean and 95 % t interval over
+    seeds (on the same stream) of the stream gap and the regret, the median recovery, the early
+    gaps, the decision time and the compute spent (means over seeds; the seedless heuristics
+    have one row). Streams are never pooled: one block of rows per scenario seed."""
     rows = []
-    for m, g in table.groupby("method", sort=False):
+    for (m, scn), g in table.groupby(["method", "scenario_seed"], sort=False):
         gap, glo, ghi = mean_ci(g["stream_gap_pct"].to_numpy())
         reg, rlo, rhi = mean_ci(g["regret_s"].to_numpy())
         rows.append({
-            "controller": m, "seeds": len(g),
+            "scenario seed": scn, "controller": m, "seeds": len(g),
             "stream gap %": gap, "gap CI": f"[{glo:.1f}, {ghi:.1f}]" if len(g) > 1 else "-",
             "regret s": reg, "regret CI": f"[{rlo:.1f}, {rhi:.1f}]" if len(g) > 1 else "-",
             "median recovery (slots)": g.get("recovery_slots_median", pd.Series(np.nan)).mean(),
@@ -135,7 +136,9 @@ def summary_table(table: pd.DataFrame) -> pd.DataFrame:
             "wall s": g.get("wall_s", pd.Series(np.nan)).mean()})
     out = pd.DataFrame(rows)
     key = {m: i for i, m in enumerate(["oracle", *LIFECYCLE_ORDER])}
-    return out.sort_values("controller", key=lambda s: s.map(key)).reset_index(drop=True)
+    out["_rank"] = out["controller"].map(key)
+    return (out.sort_values(["scenario seed", "_rank"]).drop(columns="_rank")
+            .reset_index(drop=True))
 
 
 def adapt_vs_retrain(table: pd.DataFrame) -> dict[str, float]:

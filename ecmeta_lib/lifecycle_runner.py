@@ -251,9 +251,10 @@ def run_lifecycle(profile: str, scenario_seeds: Sequence[int], seeds: Sequence[i
 def lifecycle_table(profile: str, scenario_seeds: Sequence[int], seeds: Sequence[int], *,
                     task_seed: int = 0, controllers: Sequence[str] = CONTROLLERS,
                     results_root: Path | str = "results", write: bool = True) -> pd.DataFrame:
-    """The metrics of every finished trace (`lifecycle.stream_metrics`), one row per controller,
-    seed and scenario seed; the oracle's own decision time as the row ``oracle``. Written to
-    ``results/<profile>/lifecycle/lifecycle.csv`` (atomically) unless ``write=False``."""
+    """The metrics of every finished trace of `scenario_seeds` (`lifecycle.stream_metrics`), one
+    row per controller, seed and scenario seed; the oracle's own decision time as the row
+    ``oracle``. Merged into ``results/<profile>/lifecycle/lifecycle.csv`` (atomically; the rows
+    of other scenario seeds stay) unless ``write=False``."""
     rows = []
     for s in scenario_seeds:
         folder = scenario_dir(profile, s, task_seed, results_root)
@@ -289,8 +290,15 @@ def lifecycle_table(profile: str, scenario_seeds: Sequence[int], seeds: Sequence
                              "grad_steps": int(trace["grad_steps"].iloc[0]),
                              "wall_s": float(trace["wall_s"].iloc[0])})
     table = pd.DataFrame(rows)
-    if write and len(table):
-        write_csv(Path(results_root) / profile / "lifecycle" / "lifecycle.csv", table)
+    if write and len(table):  # the other streams' rows already in the file stay
+        path = Path(results_root) / profile / "lifecycle" / "lifecycle.csv"
+        if path.exists():
+            old = pd.read_csv(path)
+            same = old.scenario_seed.isin(list(scenario_seeds)) & (old.task_seed == task_seed)
+            table_all = pd.concat([old[~same], table], ignore_index=True)
+        else:
+            table_all = table
+        write_csv(path, table_all.sort_values(["task_seed", "scenario_seed"], kind="stable"))
     return table
 
 

@@ -90,6 +90,7 @@ display(events)
 # %%
 table = run_lifecycle(profile, [scenario_seed], seeds, results_root=results, workers=workers,
                       progress=False)
+table = table[table.scenario_seed == scenario_seed]  # lifecycle.csv may hold other streams
 oracle = oracle_trace(profile, scenario_seed, 0, results)
 traces = {(c, s): load_trace(profile, scenario_seed, c, s, results_root=results)
           for c in CONTROLLERS for s in ([seeds[0]] if c in SEEDLESS else seeds)}
@@ -97,7 +98,7 @@ bands = lp.gap_bands(traces)
 fig = lp.stream_figure(oracle, events, bands, figures)
 
 # %%
-summary = lp.summary_table(table)
+summary = lp.summary_table(table).drop(columns="scenario seed")
 display(summary.round(2))
 
 # %%

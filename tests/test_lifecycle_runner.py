@@ -38,3 +38,12 @@ def test_the_learned_controllers_run_on_the_grids_agents(tmp_path) -> None:
     rows = table.set_index("method")
     assert rows.loc["sac_retrain", "grad_steps"] > 0 and rows.loc["pearl_online", "grad_steps"] == 0
     assert (rows.drop(index="oracle")["stream_gap_pct"] > -1e-6).all()  # nobody beats the oracle
+
+
+def test_another_stream_keeps_the_first_streams_rows(tmp_path) -> None:
+    lr.run_lifecycle("smoke", [0], [0], controllers=["greedy"], results_root=tmp_path,
+                     progress=False)
+    lr.run_lifecycle("smoke", [1], [0], controllers=["greedy"], results_root=tmp_path,
+                     progress=False)
+    csv = pd.read_csv(tmp_path / "smoke" / "lifecycle" / "lifecycle.csv")
+    assert sorted(set(csv.scenario_seed)) == [0, 1]
