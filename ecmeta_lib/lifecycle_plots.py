@@ -191,3 +191,42 @@ def detection_table(table: pd.DataFrame) -> pd.DataFrame:
                      "stream gap % (unannounced)": g["stream_gap_pct"].mean(),
                      "stream gap % (announced)": b["stream_gap_pct"].mean()})
     return pd.DataFrame(rows)
+
+
+def _md(df: pd.DataFrame) -> str:
+    head = "| " + " | ".join(map(str, df.columns)) + " |\n|" + "---|" * len(df.columns)
+    rows = ["| " + " | ".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in r) + " |"
+            for r in df.itertuples(index=False)]
+    return "\n".join([head, *rows])
+
+
+def claim_line(test: dict[str, float]) -> str:
+    """The adapt-versus-retrain test as one line (n, effect, CI, p, the ratio)."""
+    verdict = ("supported" if test["p_value"] < 0.05 and test["ci_low"] > 0 else "not supported")
+    return (f"PEARL online (no gradient step) has a smaller cumulative regret than SAC retrained "
+            f"from scratch after each upgrade: {verdict} (paired over n = {int(test['n'])} seeds "
+            f"on one stream; SAC - PEARL = {test['mean']:.1f} s, 95 % CI [{test['ci_low']:.1f}, "
+            f"{test['ci_high']:.1f}], one-sided p = {test['p_value']:.3g}, alpha 0.05; regret "
+            f"{test['pearl_regret_s']:.1f} s against {test['sac_retrain_regret_s']:.1f} s, "
+            f"ratio {test['ratio']:.2f})")
+
+
+def write_markdown(table: pd.DataFrame, out_dir: Path | str, stem: str = "lifecycle") -> str:
+    """``<out_dir>/<stem>.md``: per scenario seed, the controllers' table, the detectors' table
+    and the adapt-versus-retrain claim, as `summary_table`, `detection_table` and
+    `adapt_vs_retrain` compute them. Returns the text."""
+    parts = []
+    for scn, sub in table.groupby("scenario_seed"):
+        summ = summary_table(sub).drop(columns=["scenario seed", "wall s"])
+        summ["controller"] = summ["controller"].map(lambda m: LIFECYCLE_LABELS.get(m, m))
+        parts += [f"### Scenario seed {scn}", "", _md(summ), ""]
+        det = detection_table(sub)
+        if len(det):
+            parts += [_md(det), ""]
+        if {"pearl_online", "sac_retrain"} <= set(sub.method):
+            parts += [claim_line(adapt_vs_retrain(sub)), ""]
+    text = "\n".join(parts)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.md").write_text(text)
+    return text

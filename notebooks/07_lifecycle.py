@@ -121,12 +121,14 @@ display(lp.detection_table(table).round(2))
 
 # %%
 test = lp.adapt_vs_retrain(table)
-claim = (f"PEARL online's cumulative regret {test['pearl_regret_s']:.1f} s against "
-         f"{test['sac_retrain_regret_s']:.1f} s for SAC retrained from scratch after each "
-         f"upgrade (ratio {test['ratio']:.2f}); paired over n = {int(test['n'])} seeds on the "
-         f"same stream, SAC - PEARL = {test['mean']:.1f} s, 95 % CI [{test['ci_low']:.1f}, "
-         f"{test['ci_high']:.1f}], one-sided p = {test['p_value']:.3g} (H1: PEARL's is smaller).")
+claim = lp.claim_line(test)
 display(Markdown(claim))
+lp.write_markdown(table, figures)  # figures/lifecycle.md: the tables above and the claim
+claims_md = figures / "claims.md"  # notebook 05 writes the static claims; this one adds its own
+if claims_md.exists():
+    text = claims_md.read_text().split("\n## The running system")[0].rstrip()
+    claims_md.write_text(f"{text}\n\n## The running system (notebook 07, scenario seed "
+                         f"{scenario_seed})\n\n- {claim}\n")
 
 # %% [markdown]
 # ## What the figure shows (computed)

@@ -1,0 +1,71 @@
+"""The learned controllers of the running system, checked against the static code they mirror."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ecmeta_lib.agents import ActionSpec, DiscreteSACAgent
+from ecmeta_lib.lifecycle import EdgeCloudLifecycleEnv
+from ecmeta_lib.lifecycle_controllers import PEARLOnline, SACOnline
+from ecmeta_lib.profiles import get_profile
+from ecmeta_lib.rollout import decisions_of, transition_buffer
+
+
+def _pearl(env):
+    return DiscreteSACAgent(ActionSpec.from_env(env), get_profile("smoke").agent_config("pearl"),
+                            seed=0)
+
+
+def test_running_posterior_is_the_encoders_posterior_and_restarts_per_user() -> None:
+    """PEARL online's z after n transitions equals the encoder's posterior mean of the same n
+    transitions (a product of Gaussian factors, computed in one batch by `agent.infer_z`); an
+    announced upgrade sends exactly the upgraded users back to the prior."""
+    env = EdgeCloudLifecycleEnv(scenario_seed=0, profile="smoke")
+    agent = _pearl(env)
+    ctrl = PEARLOnline(agent, n_context=4, probe="random", seed=1)
+    obs, _ = env.reset()
+    ctrl.reset(env)
+    buf = transition_buffer(env, 4)
+    for _ in range(4):
+        action = ctrl.act(obs)
+        nxt, reward, _, _, info = env.step(action)
+        info = {**info, "upgrade": False}
+        buf.add(obs, action, reward, nxt, info["latency"], decisions_of(info))
+        ctrl.observe(obs, action, reward, nxt, info)
+        obs = nxt
+    want = agent.infer_z(buf.recent(4), sample=False)
+    torch.testing.assert_close(ctrl.z, want, rtol=1e-5, atol=1e-6)
+    assert not ctrl.in_context.any()
+    users = np.zeros(env.system.n_users, dtype=bool)
+    users[[0, 3]] = True
+    action = ctrl.act(obs)
+    nxt, reward, _, _, info = env.step(action)
+    ctrl.observe(obs, action, reward, nxt, {**info, "upgrade": True, "upgraded_users": users})
+    assert (ctrl.in_context == users).all()
+    assert torch.all(ctrl.z[torch.as_tensor(users)] == 0)  # the prior mean
+    torch.testing.assert_close(ctrl.z[torch.as_tensor(~users)], want[torch.as_tensor(~users)],
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_sac_online_restarts_at_an_upgrade_and_counts_its_steps() -> None:
+    env = EdgeCloudLifecycleEnv(scenario_seed=0, profile="smoke")
+    cfg = get_profile("smoke").agent_config("sac_aisf_1")
+    spec = ActionSpec.from_env(env)
+    for mode in ("retrain", "finetune"):
+        ctrl = SACOnline(spec, cfg, mode=mode, warmup=3, updates_per_slot=2, batch=4)
+        obs, _ = env.reset()
+        ctrl.reset(env)
+        first = ctrl.agent
+        for t in range(6):
+            action = ctrl.act(obs)
+            nxt, reward, _, _, info = env.step(action)
+            info = {**info, "upgrade": t == 5,
+                    "upgraded_users": np.ones(env.system.n_users, dtype=bool)}
+            ctrl.observe(obs, action, reward, nxt, info)
+            obs = nxt
+        assert ctrl.grad_steps == 2 * (6 - 3 + 1) and ctrl.restarts == 1
+        assert len(ctrl.replay) == 0  # emptied at the upgrade either way
+        # retrain: a fresh agent that has taken no step; finetune: the same one, every step kept
+        assert (ctrl.agent is first) == (mode == "finetune")
+        assert int(ctrl.agent.n_updates) == (0 if mode == "retrain" else ctrl.grad_steps)
