@@ -245,6 +245,14 @@ def _merge_users(base: Condition, new: Condition, mask: np.ndarray, name: str) -
     return replace(base, **out, name=name)
 
 
+def _changed_users(a: Condition, b: Condition) -> np.ndarray:
+    """(U,) bool: the users whose models differ between conditions `a` and `b`."""
+    return ((a.flop_per_bit != b.flop_per_bit).any(axis=1)
+            | (a.memory_mb != b.memory_mb).any(axis=1)
+            | (a.peak_accuracy != b.peak_accuracy).any(axis=1)
+            | (a.quality_exponent != b.quality_exponent))
+
+
 @dataclass(frozen=True)
 class _Plain:
     """A uniform-source condition in the shape of `catalogue.CatalogueCondition`."""
@@ -343,9 +351,15 @@ def make_scenario(task_set: TaskSet, scenario_seed: int,
         replaced = changed & (rng.random(n_users) < cfg.replace_prob)
         upgraded_all, new = upgrade(rng, cur), fresh(rng)
         name = f"{start.condition.name}+{k}"
+        prev = cur.condition
         cur = merge(merge(cur, upgraded_all, changed & ~replaced, name), new, replaced, name)
+        # the users whose models did change (a catalogue AiSF with no newer published model
+        # keeps its own): an event announces, and a detector can find, only those
+        moved = _changed_users(prev, cur.condition)
+        if not moved.any():
+            continue
         segments.append((int(t), cur.condition))
-        events.append(UpgradeEvent(slot=int(t), upgraded=changed, replaced=replaced,
+        events.append(UpgradeEvent(slot=int(t), upgraded=moved, replaced=replaced & moved,
                                    condition=cur.condition))
     return Scenario(seed=seed, config=cfg, task_set=task_set, segments=tuple(segments),
                     events=tuple(events), state_seed=state_ss)

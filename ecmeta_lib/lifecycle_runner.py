@@ -84,8 +84,13 @@ def scenario_dir(profile: str, scenario_seed: int, task_seed: int,
     """The folder of one scenario's traces."""
     prof = get_profile(profile)
     scen = get_scenario_config(profile)
-    key = digest({"profile": prof, "scenario": scen, "scenario_seed": scenario_seed,
-                  "task_seed": task_seed})
+    payload = {"profile": prof, "scenario": scen, "scenario_seed": scenario_seed,
+               "task_seed": task_seed}
+    if prof.env.conditions.source != "uniform":
+        # an event announces the users whose models changed (a catalogue AiSF may have no newer
+        # model): on uniform streams every drawn user changes, so their keys stay as they were
+        payload["announced"] = "changed users"
+    key = digest(payload)
     return Path(results_root) / profile / "lifecycle" / f"scn{scenario_seed}-t{task_seed}-{key}"
 
 

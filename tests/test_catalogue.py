@@ -172,3 +172,16 @@ def test_a_catalogue_stream_takes_published_steps() -> None:
         assert set(np.round(cond.flop_per_bit.ravel(), 6)) <= published
         assert (np.diff(cond.flop_per_bit, axis=1) >= 0).all()  # light to heavy, still
     assert sc.events and any(e.upgraded.any() for e in sc.events)
+
+
+def test_a_catalogue_event_announces_only_the_users_whose_models_changed() -> None:
+    from ecmeta_lib.lifecycle import make_scenario
+
+    ts = make_task_set(0, condition_cfg=CAT_CFG)
+    sc = make_scenario(ts, 0, "quick", condition_config=CAT_CFG)
+    for before, ev in zip([c for _, c in sc.segments[:-1]], sc.events, strict=True):
+        moved = (before.flop_per_bit != ev.condition.flop_per_bit).any(axis=1) | (
+            before.peak_accuracy != ev.condition.peak_accuracy).any(axis=1) | (
+            before.memory_mb != ev.condition.memory_mb).any(axis=1) | (
+            before.quality_exponent != ev.condition.quality_exponent)
+        assert np.array_equal(ev.upgraded, moved) and ev.upgraded.any()
