@@ -47,7 +47,7 @@ from .agents.config import (
     SACConfig,
 )
 from .agents.networks import ActionSpec
-from .cache import KEY_VERSION, run_key
+from .cache import KEY_VERSION, run_key, write_atomic
 from .config import ConditionConfig, EnvConfig, SystemConfig
 from .profiles import Profile
 
@@ -180,10 +180,7 @@ def safe_save(obj: dict[str, Any], path: Path | str) -> None:
     if FORMAT_KEY in obj:
         raise TypeError(f"{FORMAT_KEY!r} is reserved for the checkpoint format")
     payload = {FORMAT_KEY: FORMAT_VERSION, **encode(obj)}
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: torch.save(payload, tmp))
 
 
 _GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
