@@ -217,7 +217,7 @@ def main() -> None:
         print(f"{threads} thread(s): matmul 1024^2 {matmul_gflops():.1f} GFLOP/s")
         for name in args.profiles.split(","):
             bench(name, *sizes(name, args.blocks))
-            if get_profile(name).agent.compiled_update:
+            if get_profile(name).agent.optim.compiled_update:
                 bench(name, *sizes(name, args.blocks), eager=True)
     if args.workers > 1:
         for name in args.profiles.split(","):
