@@ -1,7 +1,9 @@
 """Print the README's headline table (gap to the per-slot oracle, task seeds 0 and 42) from the
 results tables that `python -m ecmeta_lib report` writes.
 
-    .venv/bin/python tools/headline_table.py [figures/results_table.csv figures/task_seed_42/results_table.csv]
+    .venv/bin/python tools/headline_table.py [TASK_SEED_0_CSV TASK_SEED_42_CSV]
+
+(default: figures/results_table.csv figures/task_seed_42/results_table.csv)
 
 Learned methods: mean over seeds and the 95 % Student-t interval over seeds, in points of gap (the
 latency interval divided by the condition's one oracle latency); the deterministic yardsticks: the
