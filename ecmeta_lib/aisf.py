@@ -9,7 +9,7 @@ Sec. V); `ecmeta_lib.catalogue` is the other source (published models and their 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
@@ -75,3 +75,22 @@ def upgrade_condition(rng: np.random.Generator, condition: Condition, cfg: Condi
         peak_accuracy=np.minimum(condition.peak_accuracy + gain, cfg.max_accuracy),
         name=name,
     )
+
+
+def merge_users(base: Condition, new: Condition, mask: np.ndarray, name: str) -> Condition:
+    """`base` with the rows of the users in `mask` taken from `new` (every per-user array
+    field of the condition, whatever the fields are)."""
+    out = {}
+    for f in fields(base):
+        a, b = getattr(base, f.name), getattr(new, f.name)
+        if isinstance(a, np.ndarray) and a.ndim >= 1 and a.shape[0] == base.n_users:
+            out[f.name] = np.where(np.asarray(mask).reshape((-1,) + (1,) * (a.ndim - 1)), b, a)
+    return replace(base, **out, name=name)
+
+
+def changed_users(a: Condition, b: Condition) -> np.ndarray:
+    """(U,) bool: the users whose models differ between conditions `a` and `b`."""
+    return ((a.flop_per_bit != b.flop_per_bit).any(axis=1)
+            | (a.memory_mb != b.memory_mb).any(axis=1)
+            | (a.peak_accuracy != b.peak_accuracy).any(axis=1)
+            | (a.quality_exponent != b.quality_exponent))

@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from .aisf import Condition
+from .aisf import merge_users as merge_conditions
 from .config import ConditionConfig
 
 CATALOGUE_PATH = Path(__file__).resolve().parent / "data" / "model_catalogue.csv"
@@ -404,11 +405,6 @@ def merge_users(base: CatalogueCondition, new: CatalogueCondition, mask: np.ndar
                 name: str) -> CatalogueCondition:
     """`base` with the users of `mask` taken from `new` (rows, generation and condition)."""
     m = np.asarray(mask, dtype=bool)
-    b, n = base.condition, new.condition
-    cond = Condition(flop_per_bit=np.where(m[:, None], n.flop_per_bit, b.flop_per_bit),
-                     memory_mb=np.where(m[:, None], n.memory_mb, b.memory_mb),
-                     peak_accuracy=np.where(m[:, None], n.peak_accuracy, b.peak_accuracy),
-                     quality_exponent=np.where(m, n.quality_exponent, b.quality_exponent),
-                     name=name)
-    return CatalogueCondition(cond, np.where(m[:, None], new.rows, base.rows),
+    return CatalogueCondition(merge_conditions(base.condition, new.condition, m, name),
+                              np.where(m[:, None], new.rows, base.rows),
                               np.where(m, new.level, base.level))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .aisf import Condition, sample_condition, upgrade_condition
+from .aisf import Condition, changed_users, merge_users, sample_condition, upgrade_condition
 from .catalogue import catalogue_task_conditions, sample_catalogue_condition
 from .config import ConditionConfig, SystemConfig
 from .system import System, sample_system
@@ -119,6 +119,58 @@ def with_twin_samples(task_set: TaskSet, n: int, condition_cfg: ConditionConfig 
                    conditions={**task_set.conditions, **extra})
 
 
+# --------------------------------------------------------------------------------------------
+# upgrade streams (the lifecycle): how a running system's conditions evolve, per source
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Plain:
+    """A uniform-source condition in the shape of `catalogue.CatalogueCondition`."""
+
+    condition: Condition
+
+
+def stream_sources(task_set: TaskSet, start_condition: str, ccfg: ConditionConfig,
+                   always: ConditionConfig, start_ss: np.random.SeedSequence, n_users: int,
+                   n_models: int):
+    """What an upgrade stream of `ccfg.source` draws from: the start (a named condition of
+    `task_set`, or "fresh" from `start_ss`), an upgrade of every AiSF (with `always`, an
+    upgrade probability of 1), a replacement draw, and a per-user merge. Each condition comes
+    wrapped with what its source keeps (`.condition`; the catalogue's rows and generations).
+
+    Uniform: `upgrade_condition`'s random scalings and `sample_condition`'s draws. Catalogue: an
+    upgrade is the AiSF's next published step (`catalogue.upgrade_catalogue_condition`), a
+    replacement a held-out family's models at a published generation, as T1-T3 are drawn."""
+    if ccfg.source == "catalogue":
+        from .catalogue import merge_users as merge_catalogue
+        from .catalogue import task_set_catalogue_conditions, upgrade_catalogue_condition
+
+        if start_condition == "fresh":
+            start = sample_catalogue_condition(np.random.default_rng(start_ss), n_users,
+                                               n_models, ccfg, "fresh", split="test",
+                                               random_generation=True)
+        else:
+            start = task_set_catalogue_conditions(task_set.seed, n_users, n_models,
+                                                  ccfg)[start_condition]
+            if not np.array_equal(start.condition.flop_per_bit,
+                                  task_set[start_condition].flop_per_bit):
+                raise ValueError("condition_config.source is 'catalogue' but the task set's "
+                                 f"{start_condition} is not a catalogue condition: build the "
+                                 "task set with the same ConditionConfig")
+        return (start, lambda rng, c: upgrade_catalogue_condition(rng, c, always),
+                lambda rng: sample_catalogue_condition(rng, n_users, n_models, ccfg,
+                                                       split="test", random_generation=True),
+                merge_catalogue)
+    if start_condition == "fresh":
+        plain = sample_condition(np.random.default_rng(start_ss), n_users, n_models, ccfg,
+                                 name="fresh")
+    else:
+        plain = task_set[start_condition]
+    return (_Plain(plain), lambda rng, c: _Plain(upgrade_condition(rng, c.condition, always)),
+            lambda rng: _Plain(sample_condition(rng, n_users, n_models, ccfg)),
+            lambda a, b, m, name: _Plain(merge_users(a.condition, b.condition, m, name)))
+
+
 __all__ = ["CONDITION_NAMES", "DT_NAMES", "TEST_NAMES", "TWIN_SAMPLE_PREFIX", "Condition",
-           "TaskSet", "get_condition", "make_task_set", "sample_condition", "twin_sample_names",
-           "upgrade_condition", "with_twin_samples"]
+           "TaskSet", "changed_users", "get_condition", "make_task_set", "merge_users",
+           "sample_condition", "stream_sources", "twin_sample_names", "upgrade_condition",
+           "with_twin_samples"]

@@ -34,14 +34,20 @@ only (`validation_scenario_seeds`).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-from .conditions import TEST_NAMES, Condition, TaskSet, make_task_set, sample_condition
-from .conditions import upgrade_condition as _upgrade_condition
+from .conditions import (
+    TEST_NAMES,
+    Condition,
+    TaskSet,
+    changed_users,
+    make_task_set,
+    stream_sources,
+)
 from .config import ConditionConfig, EnvConfig
 from .env import EdgeCloudEnv, encode_observation
 from .evaluation import (
@@ -233,77 +239,6 @@ class Scenario:
                             np.frombuffer(conds.encode(), dtype=np.uint8))
 
 
-def _merge_users(base: Condition, new: Condition, mask: np.ndarray, name: str) -> Condition:
-    """`base` with the rows of the users in `mask` taken from `new` (every per-user array
-    field of the condition, whatever the fields are)."""
-    n_users = base.n_users
-    out: dict[str, Any] = {}
-    for f in fields(base):
-        a, b = getattr(base, f.name), getattr(new, f.name)
-        if isinstance(a, np.ndarray) and a.ndim >= 1 and a.shape[0] == n_users:
-            out[f.name] = np.where(mask.reshape((-1,) + (1,) * (a.ndim - 1)), b, a)
-    return replace(base, **out, name=name)
-
-
-def _changed_users(a: Condition, b: Condition) -> np.ndarray:
-    """(U,) bool: the users whose models differ between conditions `a` and `b`."""
-    return ((a.flop_per_bit != b.flop_per_bit).any(axis=1)
-            | (a.memory_mb != b.memory_mb).any(axis=1)
-            | (a.peak_accuracy != b.peak_accuracy).any(axis=1)
-            | (a.quality_exponent != b.quality_exponent))
-
-
-@dataclass(frozen=True)
-class _Plain:
-    """A uniform-source condition in the shape of `catalogue.CatalogueCondition`."""
-
-    condition: Condition
-
-
-def _uniform_draws(task_set: TaskSet, cfg: ScenarioConfig, ccfg: ConditionConfig,
-                   always: ConditionConfig, start_ss: np.random.SeedSequence, n_users: int,
-                   n_models: int):
-    """Start, upgrade, replacement and merge of the uniform source (`conditions`)."""
-    if cfg.start_condition == "fresh":
-        start = sample_condition(np.random.default_rng(start_ss), n_users, n_models, ccfg,
-                                 name="fresh")
-    else:
-        start = task_set[cfg.start_condition]
-    return (_Plain(start), lambda rng, c: _Plain(_upgrade_condition(rng, c.condition, always)),
-            lambda rng: _Plain(sample_condition(rng, n_users, n_models, ccfg)),
-            lambda a, b, m, name: _Plain(_merge_users(a.condition, b.condition, m, name)))
-
-
-def _catalogue_draws(task_set: TaskSet, cfg: ScenarioConfig, ccfg: ConditionConfig,
-                     always: ConditionConfig, start_ss: np.random.SeedSequence, n_users: int,
-                     n_models: int):
-    """The same for the catalogue source: an upgrade is the AiSF's next published step
-    (`catalogue.upgrade_catalogue_condition`), a replacement a held-out family's models at a
-    published generation, as the test conditions are drawn."""
-    from .catalogue import (
-        merge_users,
-        sample_catalogue_condition,
-        task_set_catalogue_conditions,
-        upgrade_catalogue_condition,
-    )
-
-    if cfg.start_condition == "fresh":
-        start = sample_catalogue_condition(np.random.default_rng(start_ss), n_users, n_models,
-                                           ccfg, "fresh", split="test", random_generation=True)
-    else:
-        start = task_set_catalogue_conditions(task_set.seed, n_users, n_models,
-                                              ccfg)[cfg.start_condition]
-        if not np.array_equal(start.condition.flop_per_bit,
-                              task_set[cfg.start_condition].flop_per_bit):
-            raise ValueError("condition_config.source is 'catalogue' but the task set's "
-                             f"{cfg.start_condition} is not a catalogue condition: build the "
-                             "task set with the same ConditionConfig")
-    return (start, lambda rng, c: upgrade_catalogue_condition(rng, c, always),
-            lambda rng: sample_catalogue_condition(rng, n_users, n_models, ccfg, split="test",
-                                                   random_generation=True),
-            merge_users)
-
-
 def make_scenario(task_set: TaskSet, scenario_seed: int,
                   cfg: ScenarioConfig | str = "smoke", *,
                   condition_config: ConditionConfig | None = None) -> Scenario:
@@ -340,9 +275,8 @@ def make_scenario(task_set: TaskSet, scenario_seed: int,
     times = times[times < cfg.n_slots]
     rng = np.random.default_rng(up_ss)
     always = replace(ccfg, upgrade_prob=1.0)
-    draws = _catalogue_draws if ccfg.source == "catalogue" else _uniform_draws
-    start, upgrade, fresh, merge = draws(task_set, cfg, ccfg, always, start_ss, n_users,
-                                         n_models)
+    start, upgrade, fresh, merge = stream_sources(task_set, cfg.start_condition, ccfg, always,
+                                                  start_ss, n_users, n_models)
     segments: list[tuple[int, Condition]] = [(0, start.condition)]
     events: list[UpgradeEvent] = []
     cur = start
@@ -355,7 +289,7 @@ def make_scenario(task_set: TaskSet, scenario_seed: int,
         cur = merge(merge(cur, upgraded_all, changed & ~replaced, name), new, replaced, name)
         # the users whose models did change (a catalogue AiSF with no newer published model
         # keeps its own): an event announces, and a detector can find, only those
-        moved = _changed_users(prev, cur.condition)
+        moved = changed_users(prev, cur.condition)
         if not moved.any():
             continue
         segments.append((int(t), cur.condition))
