@@ -131,3 +131,20 @@ def test_curve_statistics() -> None:
     bands = seed_bands(pd.concat([c, c.assign(seed=1, mean_latency_s=c.mean_latency_s + 2)]))
     assert bands["mean"].tolist() == [4.0, 3.0, 2.0, 2.0]
     assert (bands.n_seeds == 2).all()
+
+
+def test_partly_needs_a_significant_test_and_slightly_has_a_ceiling() -> None:
+    from ecmeta_lib.claims import SLIGHTLY_PCT, _test, verdict
+
+    right_sign_only = pd.DataFrame([_test("c", "a", "s", [0.1, -0.05, 0.2]),
+                                    _test("c", "b", "s", [-1.0, -1.1, -0.9])])
+    assert right_sign_only.sign_ok.any() and not right_sign_only.significant.any()
+    assert verdict(right_sign_only) == "not supported"  # a right sign alone is not "partly"
+    one = pd.DataFrame([_test("c", "a", "s", [1.0, 1.1, 0.9]),
+                        _test("c", "b", "s", [-1.0, -1.1, -0.9])])
+    assert verdict(one) == "partly"
+    # SAC_DT 30 % worse than the native SAC is not "slightly" worse
+    curves, finals, adapt = _results(+1)
+    finals.loc[finals.method == "sac_dt", "mean_latency_s"] *= 1.3 / 1.05
+    out = check_claims(curves, finals, adapt, n_context=20).set_index("claim")
+    assert 30 > SLIGHTLY_PCT and out.loc[CLAIMS["dt_worse"], "verdict"] == "not supported"
