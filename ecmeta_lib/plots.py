@@ -51,13 +51,13 @@ METHOD_STYLES: dict[str, dict] = {
     "sac_t_m": {"color": _CB[2], "ls": "-.", "marker": "D"},
     "sac_aisf_1": {"color": _CB[3], "ls": ":", "marker": "^"},
     "sac_aisf_2": {"color": _CB[4], "ls": (0, (5, 1, 1, 1, 1, 1)), "marker": "v"},
-    "sac_aisf_3": {"color": _CB[7], "ls": (0, (8, 2)), "marker": "<"},
+    "sac_aisf_3": {"color": _CB[8], "ls": (0, (8, 2)), "marker": "<"},
 }
 BASELINE_STYLES: dict[str, dict] = {
     "oracle": {"color": "black", "ls": "-", "marker": "*"},
     "greedy": {"color": "dimgray", "ls": "--", "marker": "P"},
     "identify_greedy": {"color": _CB[5], "ls": (0, (3, 1, 1, 1)), "marker": "X"},
-    "blind_greedy": {"color": _CB[6], "ls": (0, (1, 1)), "marker": "h"},
+    "blind_greedy": {"color": _CB[9], "ls": (0, (1, 1)), "marker": "h"},
     "random": {"color": "darkgray", "ls": ":", "marker": "x"},
 }
 
@@ -96,11 +96,15 @@ def _hlines(ax: plt.Axes, baselines: pd.DataFrame, cond: str,
     base = baselines.method.astype(str).str.partition("[")[0]
     for name in names:
         row = baselines[(base == name) & (baselines.condition == cond)]
-        if not row.empty:
-            name = str(row.method.iloc[0])
-            st = style(name)
-            ax.axhline(MS * float(row.mean_latency_s.iloc[0]), color=st["color"], ls=st["ls"],
-                       lw=1.3, label=label(name))
+        if row.empty:
+            continue
+        name, y = str(row.method.iloc[0]), MS * float(row.mean_latency_s.iloc[0])
+        if name == "random":  # far above the rest: a note, not a line that squeezes them
+            ax.annotate(f"random: {y:.0f} ms", xy=(0.98, 0.97), xycoords="axes fraction",
+                        ha="right", va="top", fontsize=9, color=style(name)["color"])
+            continue
+        st = style(name)
+        ax.axhline(y, color=st["color"], ls=st["ls"], lw=1.3, label=label(name))
 
 
 def fig3(curves: pd.DataFrame, baselines: pd.DataFrame, out_dir: Path | str | None = None,
@@ -234,6 +238,9 @@ def adaptation(adapt: pd.DataFrame, baselines: pd.DataFrame, finals: pd.DataFram
                         label="identify-then-greedy (n = 0: blind greedy)")
                 ax.set_xscale("log")
         _hlines(ax, baselines, cond, ("oracle", "greedy"))
+        if rows:  # every context size on the axis, n = 20 (the protocol's) included
+            ax.set_xticks(x, [str(int(v)) for v in n])
+            ax.minorticks_off()
         ax.set_title(f"unseen condition {cond}")
         ax.set_xlabel("context transitions (0 = prior, shown at 0.5)")
         ax.set_ylabel("average service latency (ms)")
