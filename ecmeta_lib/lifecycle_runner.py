@@ -45,7 +45,7 @@ from .profiles import get_profile
 
 CONTROLLERS: tuple[str, ...] = ("greedy", "random", "blind_greedy", "identify_greedy",
                                 "identify_greedy_detect", "pearl_online", "pearl_online_detect",
-                                "sac_dt", "sac_retrain", "sac_finetune")
+                                "pearl_continual", "sac_dt", "sac_retrain", "sac_finetune")
 SEEDLESS = ("greedy", "blind_greedy", "identify_greedy", "identify_greedy_detect")
 DETECTING = ("identify_greedy_detect", "pearl_online_detect")
 """Controllers on the unannounced stream: they find the upgrades themselves
@@ -130,6 +130,8 @@ def _make_controller(name: str, seed: int, profile: str, task_seed: int, results
     if name in ("pearl_online", "pearl_online_detect"):
         return PEARLOnline(trained("pearl"), PEARL_CONTEXT, probe=PEARL_PROBE,
                            accumulate=PEARL_ACCUMULATE, seed=seed, detector=detector, name=name)
+    if name == "pearl_continual":
+        return _continual(trained("pearl"), seed, profile, task_seed, env_config, name)
     if name == "sac_dt":
         return AgentPolicy(trained("sac_dt"), name=name)
     prof = get_profile(profile)
@@ -164,6 +166,29 @@ def _scenario(profile: str, scenario_seed: int, task_seed: int, *,
     return make_scenario(task_set, scenario_seed, cfg, condition_config=prof.env.conditions)
 
 
+def _continual(meta: Any, seed: int, profile: str, task_seed: int, env_config: Any,
+               name: str) -> Any:
+    """PEARL online with a twin pool that grows: the six DTs and the profile's twin samples
+    first, then a twin identified after each upgrade; the meta-policy (an eager copy of the
+    grid's agent) re-meta-trains on it with `twin_pool.ContinualConfig`'s budget."""
+    from .agents import DiscreteSACAgent
+    from .conditions import DT_NAMES, twin_sample_names, with_twin_samples
+    from .twin_pool import ContinualConfig, PEARLContinual, TwinPool
+
+    prof = get_profile(profile)
+    agent = DiscreteSACAgent(meta.spec, meta.cfg.with_(compiled_update=False), seed=seed)
+    agent.load_state_dict(meta.state_dict())
+    cfg = ContinualConfig(k_prime=prof.k_prime, batch=prof.batch_size, context=prof.context_size,
+                          lambda1=prof.lambda1, lambda2=prof.lambda2)
+    task_set = with_twin_samples(make_task_set(task_seed, prof.env.system, prof.env.conditions),
+                                 prof.twin_samples, prof.env.conditions)
+    pool = TwinPool(task_set, env_config, cfg, seed=seed)
+    for n in (*DT_NAMES, *twin_sample_names(prof.twin_samples)):
+        pool.add(n, task_set[n])
+    return PEARLContinual(agent, pool, cfg, n_context=PEARL_CONTEXT, probe=PEARL_PROBE,
+                          accumulate=PEARL_ACCUMULATE, seed=seed, name=name)
+
+
 def _job(profile: str, scenario_seed: int, task_seed: int, controller: str, seed: int,
          results_root: str) -> dict[str, Any]:
     """One controller over one stream; returns where its trace is. Idempotent."""
@@ -182,6 +207,9 @@ def _job(profile: str, scenario_seed: int, task_seed: int, controller: str, seed
     wall = time.perf_counter() - t0
     trace["grad_steps"] = int(getattr(policy, "grad_steps", 0))
     trace["wall_s"] = wall
+    if hasattr(policy, "twin_errors"):  # the growing twin pool: each new twin's error
+        write_csv(out.with_name(out.name.replace("trace-", "twins-").replace(".gz", "")),
+                  pd.DataFrame(policy.twin_errors))
     if controller in DETECTING:  # its flags, and its false alarms on an upgrade-free stream
         write_csv(out.with_name(out.name.replace("trace-", "detections-").replace(".gz", "")),
                   pd.DataFrame(policy.detections, columns=["slot", "user"]))

@@ -27,7 +27,7 @@ FLOORS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("env", ("env", "policies", "rollout", "agents.buffers", "agents.config")),
     ("evaluation", ("evaluation", "lifecycle", "lifecycle_scoring", "__init__")),
     ("agents", ("agents", "agents.networks", "agents.encoder", "agents.sac", "agents.updates",
-                "lifecycle_controllers")),
+                "lifecycle_controllers", "twin_pool")),
     ("training", ("profiles", "profile_table", "agent_policies", "checkpoints", "training",
                   "tuning")),
     ("experiments", ("study", "ablations", "claims", "analysis", "decisions", "runner",
