@@ -28,20 +28,22 @@ LIFECYCLE_LABELS = {
     "identify_greedy": "identify-then-greedy (live)",
     "identify_greedy_detect": "identify-then-greedy, unannounced (CUSUM)",
     "pearl_online_detect": "PEARL online, unannounced (CUSUM)",
+    "pearl_continual": "PEARL online, twin pool that grows",
     "blind_greedy": "blind greedy",
     "greedy": "greedy (knows the condition)",
     "random": "random",
     "oracle": "oracle (per-slot MILP)",
 }
-LIFECYCLE_ORDER = ["pearl_online", "pearl_online_detect", "identify_greedy",
+LIFECYCLE_ORDER = ["pearl_online", "pearl_continual", "pearl_online_detect", "identify_greedy",
                    "identify_greedy_detect", "sac_dt", "sac_finetune", "sac_retrain",
                    "blind_greedy", "greedy", "random"]
 _STYLE_OF = {"pearl_online": "pearl", "sac_retrain": "sac_aisf_1", "sac_finetune": "sac_t_m",
-             "pearl_online_detect": "sac_aisf_2", "identify_greedy_detect": "sac_aisf_3"}
+             "pearl_continual": "sac_aisf_2", "pearl_online_detect": "sac_aisf_3",
+             "identify_greedy_detect": "sac_aisf_3"}
 GAP_FLOOR = 0.5
 """Lower end (%) of the gap axis of `stream_figure`."""
-FIGURE_METHODS = ["pearl_online", "identify_greedy", "sac_dt", "sac_retrain", "sac_finetune",
-                  "blind_greedy", "greedy"]
+FIGURE_METHODS = ["pearl_online", "pearl_continual", "identify_greedy", "sac_dt", "sac_retrain",
+                  "sac_finetune", "blind_greedy", "greedy"]
 """The controllers the stream figure draws (the unannounced ones and random are in the tables)."""
 
 
@@ -235,3 +237,42 @@ def write_markdown(table: pd.DataFrame, out_dir: Path | str, stem: str = "lifecy
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{stem}.md").write_text(text)
     return text
+
+
+def upgrade_gaps(traces: dict[tuple[str, int], pd.DataFrame], horizon: int = 50) -> pd.DataFrame:
+    """The gap (%) over the first `horizon` slots after each upgrade k, per controller and seed
+    (columns method, seed, upgrade, gap_pct); upgrades whose segment is shorter are left out."""
+    from .lifecycle_scoring import stream_metrics
+
+    rows = []
+    for (method, seed), tr in traces.items():
+        per = stream_metrics(tr, early=(horizon,)).per_upgrade
+        for r in per.itertuples():
+            rows.append({"method": method, "seed": seed, "upgrade": int(r.event) + 1,
+                         "gap_pct": getattr(r, f"gap_first{horizon}_pct")})
+    return pd.DataFrame(rows).dropna()
+
+
+def continual_vs_frozen(gaps: pd.DataFrame, frozen: str = "pearl_online",
+                        continual: str = "pearl_continual") -> dict[str, float]:
+    """Does the gap over the first slots after upgrade k fall with k? Per seed, the least-squares
+    slope of that gap against k (points per upgrade) for each meta-policy, with its t interval
+    over seeds; and the paired gain of the continual over the frozen one on the later half of
+    the upgrades (points, frozen - continual: > 0 when the growing pool helps)."""
+    out: dict[str, float] = {}
+    for name in (frozen, continual):
+        g = gaps[gaps.method == name]
+        slopes = [np.polyfit(s.upgrade, s.gap_pct, 1)[0] for _, s in g.groupby("seed")
+                  if len(s) >= 3]
+        m, lo, hi = mean_ci(np.asarray(slopes))
+        out.update({f"{name}_slope": m, f"{name}_slope_low": lo, f"{name}_slope_high": hi})
+    k_max = int(gaps.upgrade.max())
+    late = gaps[gaps.upgrade > k_max / 2]
+    a = late[late.method == frozen].groupby("seed").gap_pct.mean()
+    b = late[late.method == continual].groupby("seed").gap_pct.mean()
+    common = a.index.intersection(b.index)
+    test = paired_test((a[common] - b[common]).to_numpy(), alternative="greater")
+    out.update({"late_gain_pts": test["mean"], "late_gain_low": test["ci_low"],
+                "late_gain_high": test["ci_high"], "late_gain_p": test["p_value"],
+                "n_seeds": float(test["n"]), "late_from_upgrade": float(k_max // 2 + 1)})
+    return out

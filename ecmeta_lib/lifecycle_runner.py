@@ -349,5 +349,15 @@ def load_trace(profile: str, scenario_seed: int, controller: str, seed: int, *,
     return pd.read_csv(path)
 
 
-__all__ = ["CONTROLLERS", "SEEDLESS", "lifecycle_table", "load_trace", "oracle_trace",
-           "run_lifecycle", "scenario_dir"]
+__all__ = ["CONTROLLERS", "SEEDLESS", "lifecycle_table", "load_trace", "load_twin_errors",
+           "oracle_trace", "run_lifecycle", "scenario_dir"]
+
+
+def load_twin_errors(profile: str, scenario_seed: int, seeds: Sequence[int], *,
+                     task_seed: int = 0, results_root: Path | str = "results") -> pd.DataFrame:
+    """The growing pool's twins, one row per (seed, upgrade): its users and its error against
+    the true condition (`twin_pool.twin_error`)."""
+    folder = scenario_dir(profile, scenario_seed, task_seed, results_root)
+    frames = [pd.read_csv(p).assign(seed=s) for s in seeds
+              if (p := folder / f"twins-pearl_continual-s{s}.csv").exists()]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -58,6 +58,7 @@ from ecmeta_lib.lifecycle_runner import (
     CONTROLLERS,
     SEEDLESS,
     load_trace,
+    load_twin_errors,
     oracle_trace,
     run_lifecycle,
 )
@@ -115,6 +116,31 @@ fig = lp.ratios_bar(summary, figures)
 
 # %%
 display(lp.detection_table(table).round(2))
+
+# %% [markdown]
+# ## A twin system that grows
+# `pearl_continual` (`ecmeta_lib.twin_pool`): after each upgrade a twin of the new condition,
+# identified from the live telemetry of PEARL's own probes, joins the pool of the six DTs and the
+# twin samples, and the meta-policy re-meta-trains on it for 400 gradient steps (5 % of its
+# meta-training) before acting on. Its twins' error against the true condition, and whether the
+# gap over the first 50 slots after upgrade k falls with k, frozen (`pearl_online`) against
+# continual, with the paired gain on the later half of the upgrades:
+
+# %%
+twins = load_twin_errors(profile, scenario_seed, seeds, results_root=results)
+display(twins.groupby("upgrade")[["users", "log_rho_error_identified", "log_rho_error_all",
+                                  "identified_share"]].mean().round(4))
+gaps = lp.upgrade_gaps(traces)
+cvf = lp.continual_vs_frozen(gaps)
+display(Markdown(
+    f"Slope of the gap over the first 50 slots after upgrade k (points per upgrade, 95 % CI over "
+    f"{int(cvf['n_seeds'])} seeds): frozen {cvf['pearl_online_slope']:+.2f} "
+    f"[{cvf['pearl_online_slope_low']:+.2f}, {cvf['pearl_online_slope_high']:+.2f}], continual "
+    f"{cvf['pearl_continual_slope']:+.2f} [{cvf['pearl_continual_slope_low']:+.2f}, "
+    f"{cvf['pearl_continual_slope_high']:+.2f}]. From upgrade {int(cvf['late_from_upgrade'])} on, "
+    f"the continual meta-policy's gap is {cvf['late_gain_pts']:+.2f} points below the frozen "
+    f"one's [{cvf['late_gain_low']:+.2f}, {cvf['late_gain_high']:+.2f}] (paired by seed, "
+    f"one-sided p = {cvf['late_gain_p']:.3g})."))
 
 # %% [markdown]
 # ## Adapting against retraining: the paper's argument as a paired test
