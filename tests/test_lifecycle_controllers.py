@@ -69,3 +69,32 @@ def test_sac_online_restarts_at_an_upgrade_and_counts_its_steps() -> None:
         # retrain: a fresh agent that has taken no step; finetune: the same one, every step kept
         assert (ctrl.agent is first) == (mode == "finetune")
         assert int(ctrl.agent.n_updates) == (0 if mode == "retrain" else ctrl.grad_steps)
+
+
+def test_the_twin_pool_grows_after_an_upgrade_and_the_meta_policy_trains_on_it() -> None:
+    """A twin identified from the live probes joins the pool ``n_context + 1`` slots after an
+    announced upgrade; the upgraded users' identified compute intensities are the true ones;
+    the meta-policy then takes the stated number of gradient steps."""
+    from ecmeta_lib.conditions import DT_NAMES
+    from ecmeta_lib.twin_pool import ContinualConfig, PEARLContinual, TwinPool
+
+    env = EdgeCloudLifecycleEnv(scenario_seed=0, profile="smoke")
+    agent = _pearl(env)
+    cfg = ContinualConfig(updates=3, twin_slots=8, batch=4, context=4, lambda1=1, lambda2=1)
+    pool = TwinPool(env.task_set, env.config, cfg, seed=0)
+    for n in DT_NAMES[:2]:
+        pool.add(n, env.task_set[n])
+    ctrl = PEARLContinual(agent, pool, cfg, n_context=3)
+    obs, _ = env.reset()
+    ctrl.reset(env)
+    first_event = int(env.scenario.event_slots[0])
+    before = {k: v.clone() for k, v in agent.state_dict().items()}
+    for _ in range(first_event + 3 + 2):
+        action = ctrl.act(obs)
+        nxt, reward, _, _, info = env.step(action)
+        ctrl.observe(obs, action, reward, nxt, info)
+        obs = nxt
+    assert pool.names == [*DT_NAMES[:2], "twin1"] and ctrl.grad_steps == 3
+    err = ctrl.twin_errors[0]
+    assert err["log_rho_error_identified"] < 1e-9 and err["identified_share"] > 0
+    assert any(not torch.equal(before[k], v) for k, v in agent.state_dict().items())
