@@ -250,7 +250,7 @@ def upgrade_gaps(traces: dict[tuple[str, int], pd.DataFrame], horizon: int = 50)
         for r in per.itertuples():
             rows.append({"method": method, "seed": seed, "upgrade": int(r.event) + 1,
                          "gap_pct": getattr(r, f"gap_first{horizon}_pct")})
-    return pd.DataFrame(rows).dropna()
+    return pd.DataFrame(rows, columns=["method", "seed", "upgrade", "gap_pct"]).dropna()
 
 
 def continual_vs_frozen(gaps: pd.DataFrame, frozen: str = "pearl_online",
@@ -260,6 +260,8 @@ def continual_vs_frozen(gaps: pd.DataFrame, frozen: str = "pearl_online",
     over seeds; and the paired gain of the continual over the frozen one on the later half of
     the upgrades (points, frozen - continual: > 0 when the growing pool helps)."""
     out: dict[str, float] = {}
+    if gaps.empty or not {frozen, continual} <= set(gaps.method):  # no segment that long
+        return {"n_seeds": 0.0}
     for name in (frozen, continual):
         g = gaps[gaps.method == name]
         slopes = [np.polyfit(s.upgrade, s.gap_pct, 1)[0] for _, s in g.groupby("seed")

@@ -132,15 +132,19 @@ display(twins.groupby("upgrade")[["users", "log_rho_error_identified", "log_rho_
                                   "identified_share"]].mean().round(4))
 gaps = lp.upgrade_gaps(traces)
 cvf = lp.continual_vs_frozen(gaps)
-display(Markdown(
-    f"Slope of the gap over the first 50 slots after upgrade k (points per upgrade, 95 % CI over "
-    f"{int(cvf['n_seeds'])} seeds): frozen {cvf['pearl_online_slope']:+.2f} "
-    f"[{cvf['pearl_online_slope_low']:+.2f}, {cvf['pearl_online_slope_high']:+.2f}], continual "
-    f"{cvf['pearl_continual_slope']:+.2f} [{cvf['pearl_continual_slope_low']:+.2f}, "
-    f"{cvf['pearl_continual_slope_high']:+.2f}]. From upgrade {int(cvf['late_from_upgrade'])} on, "
-    f"the continual meta-policy's gap is {cvf['late_gain_pts']:+.2f} points below the frozen "
-    f"one's [{cvf['late_gain_low']:+.2f}, {cvf['late_gain_high']:+.2f}] (paired by seed, "
-    f"one-sided p = {cvf['late_gain_p']:.3g})."))
+if cvf["n_seeds"] == 0:
+    display(Markdown("No segment of this stream lasts 50 slots after its upgrade: the frozen and "
+                     "continual meta-policies are compared on the quick profile's stream."))
+else:
+    display(Markdown(
+        f"Slope of the gap over the first 50 slots after upgrade k (points per upgrade, 95 % CI "
+        f"over {int(cvf['n_seeds'])} seeds): frozen {cvf['pearl_online_slope']:+.2f} "
+        f"[{cvf['pearl_online_slope_low']:+.2f}, {cvf['pearl_online_slope_high']:+.2f}], "
+        f"continual {cvf['pearl_continual_slope']:+.2f} [{cvf['pearl_continual_slope_low']:+.2f}, "
+        f"{cvf['pearl_continual_slope_high']:+.2f}]. From upgrade "
+        f"{int(cvf['late_from_upgrade'])} on, the continual meta-policy's gap is "
+        f"{cvf['late_gain_pts']:+.2f} points below the frozen one's [{cvf['late_gain_low']:+.2f}, "
+        f"{cvf['late_gain_high']:+.2f}] (paired by seed, one-sided p = {cvf['late_gain_p']:.3g})."))
 
 # %% [markdown]
 # ## Adapting against retraining: the paper's argument as a paired test
