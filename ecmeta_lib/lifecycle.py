@@ -476,15 +476,18 @@ class LiveIdentifyGreedy(BlindGreedyPolicy):
             users = self.detector.update(np.log(info["latency"]) - np.log(pred),
                                          valid=~self.in_context)
             self.detections += [(int(info["slot"]), int(u)) for u in np.flatnonzero(users)]
-            self.identifier.forget(users)  # before adding the slot: it shows the new models
+            if users.any():  # before adding the slot: it shows the new models
+                self.identifier.forget(users)
             self.identifier.add(self._state, info)
         else:  # announced for the next slot: this one still shows the old models
             self.identifier.add(self._state, info)
             users = np.asarray(info["upgraded_users"], dtype=bool) if info.get(
-                "upgrade", False) else np.zeros_like(self._phase, dtype=bool)
-            self.identifier.forget(users)
+                "upgrade", False) else None
+            if users is not None:
+                self.identifier.forget(users)
         self._phase += 1
-        self._phase[users] = 0
+        if users is not None:
+            self._phase[users] = 0
         self.estimate = self.identifier.estimate()
         self.twin = self.estimate.condition
 

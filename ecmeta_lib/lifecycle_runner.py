@@ -189,13 +189,24 @@ def _continual(meta: Any, seed: int, profile: str, task_seed: int, env_config: A
                           accumulate=PEARL_ACCUMULATE, seed=seed, name=name)
 
 
+def controller_seeds(controller: str, seeds: Sequence[int]) -> list[int]:
+    """The seeds a controller runs on: all of them, or the first for a seedless one."""
+    return [seeds[0]] if controller in SEEDLESS else list(seeds)
+
+
+def stream_file(folder: Path, kind: str, controller: str, seed: int) -> Path:
+    """A controller's file in a stream's folder: ``kind`` "trace" (per-slot, gzipped CSV),
+    "detections" (a detector's flags) or "twins" (the growing pool's twins)."""
+    tag = "" if controller in SEEDLESS else f"-s{seed}"
+    return folder / f"{kind}-{controller}{tag}.csv{'.gz' if kind == 'trace' else ''}"
+
+
 def _job(profile: str, scenario_seed: int, task_seed: int, controller: str, seed: int,
          results_root: str) -> dict[str, Any]:
     """One controller over one stream; returns where its trace is. Idempotent."""
     prof = get_profile(profile)
     folder = scenario_dir(profile, scenario_seed, task_seed, results_root)
-    out = folder / (f"trace-{controller}.csv.gz" if controller in SEEDLESS
-                    else f"trace-{controller}-s{seed}.csv.gz")
+    out = stream_file(folder, "trace", controller, seed)
     if out.exists():
         return {"trace": str(out), "wall_s": float("nan"), "grad_steps": float("nan")}
     scenario = _scenario(profile, scenario_seed, task_seed)
@@ -208,10 +219,10 @@ def _job(profile: str, scenario_seed: int, task_seed: int, controller: str, seed
     trace["grad_steps"] = int(getattr(policy, "grad_steps", 0))
     trace["wall_s"] = wall
     if hasattr(policy, "twin_errors"):  # the growing twin pool: each new twin's error
-        write_csv(out.with_name(out.name.replace("trace-", "twins-").replace(".gz", "")),
+        write_csv(stream_file(folder, "twins", controller, seed),
                   pd.DataFrame(policy.twin_errors))
     if controller in DETECTING:  # its flags, and its false alarms on an upgrade-free stream
-        write_csv(out.with_name(out.name.replace("trace-", "detections-").replace(".gz", "")),
+        write_csv(stream_file(folder, "detections", controller, seed),
                   pd.DataFrame(policy.detections, columns=["slot", "user"]))
         calm = _scenario(profile, scenario_seed, task_seed, n_slots=STATIC_SLOTS)
         quiet = _make_controller(controller, seed, profile, task_seed, results_root, prof.env)
@@ -261,7 +272,7 @@ def run_lifecycle(profile: str, scenario_seeds: Sequence[int], seeds: Sequence[i
     jobs = []
     for s in scenario_seeds:
         for c in controllers:
-            for seed in ([seeds[0]] if c in SEEDLESS else seeds):
+            for seed in controller_seeds(c, seeds):
                 args = (profile, int(s), int(task_seed), c, int(seed), str(results_root))
                 jobs.append(executors.Job(key=f"scn{s}/{c}/s{seed}", args=args))
     done = []
@@ -302,17 +313,15 @@ def lifecycle_table(profile: str, scenario_seeds: Sequence[int], seeds: Sequence
                      "decision_ms_p99": float(orc["oracle_ms"].quantile(0.99)),
                      "n_upgrades": float(orc["upgrade"].sum())})
         for c in controllers:
-            for seed in ([seeds[0]] if c in SEEDLESS else seeds):
-                path = folder / (f"trace-{c}.csv.gz" if c in SEEDLESS
-                                 else f"trace-{c}-s{seed}.csv.gz")
+            for seed in controller_seeds(c, seeds):
+                path = stream_file(folder, "trace", c, seed)
                 if not path.exists():
                     continue
                 trace = pd.read_csv(path)
                 m = stream_metrics(trace)
                 det = {}
                 if c in DETECTING:
-                    flags = pd.read_csv(path.with_name(path.name.replace("trace-", "detections-")
-                                                       .replace(".gz", "")))
+                    flags = pd.read_csv(stream_file(folder, "detections", c, seed))
                     scen = _scenario(profile, s, task_seed)
                     det = {**detection_metrics(scen.events, flags, scen.n_slots,
                                                scen.condition_at(0).n_users),
@@ -339,18 +348,12 @@ def load_trace(profile: str, scenario_seed: int, controller: str, seed: int, *,
                task_seed: int = 0, results_root: Path | str = "results") -> pd.DataFrame:
     """One controller's per-slot trace (with the oracle), as `score_stream` returned it."""
     folder = scenario_dir(profile, scenario_seed, task_seed, results_root)
-    name = (f"trace-{controller}.csv.gz" if controller in SEEDLESS
-            else f"trace-{controller}-s{seed}.csv.gz")
-    path = folder / name
+    path = stream_file(folder, "trace", controller, seed)
     if not path.exists():
         raise FileNotFoundError(
             f"no lifecycle trace {path}; run: python -m ecmeta_lib lifecycle --profile {profile} "
             f"--scenario-seed {scenario_seed} --seeds {seed} --results {results_root}")
     return pd.read_csv(path)
-
-
-__all__ = ["CONTROLLERS", "SEEDLESS", "lifecycle_table", "load_trace", "load_twin_errors",
-           "oracle_trace", "run_lifecycle", "scenario_dir"]
 
 
 def load_twin_errors(profile: str, scenario_seed: int, seeds: Sequence[int], *,
@@ -359,5 +362,9 @@ def load_twin_errors(profile: str, scenario_seed: int, seeds: Sequence[int], *,
     the true condition (`twin_pool.twin_error`)."""
     folder = scenario_dir(profile, scenario_seed, task_seed, results_root)
     frames = [pd.read_csv(p).assign(seed=s) for s in seeds
-              if (p := folder / f"twins-pearl_continual-s{s}.csv").exists()]
+              if (p := stream_file(folder, "twins", "pearl_continual", s)).exists()]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+__all__ = ["CONTROLLERS", "SEEDLESS", "controller_seeds", "lifecycle_table", "load_trace",
+           "load_twin_errors", "oracle_trace", "run_lifecycle", "scenario_dir", "stream_file"]

@@ -56,7 +56,7 @@ from ecmeta_lib.conditions import make_task_set
 from ecmeta_lib.lifecycle import get_scenario_config, make_scenario
 from ecmeta_lib.lifecycle_runner import (
     CONTROLLERS,
-    SEEDLESS,
+    controller_seeds,
     load_trace,
     load_twin_errors,
     oracle_trace,
@@ -94,7 +94,7 @@ table = run_lifecycle(profile, [scenario_seed], seeds, results_root=results, wor
 table = table[table.scenario_seed == scenario_seed]  # lifecycle.csv may hold other streams
 oracle = oracle_trace(profile, scenario_seed, 0, results)
 traces = {(c, s): load_trace(profile, scenario_seed, c, s, results_root=results)
-          for c in CONTROLLERS for s in ([seeds[0]] if c in SEEDLESS else seeds)}
+          for c in CONTROLLERS for s in controller_seeds(c, seeds)}
 bands = lp.gap_bands(traces)
 fig = lp.stream_figure(oracle, events, bands, figures)
 
