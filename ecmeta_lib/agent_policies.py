@@ -25,7 +25,7 @@ from .config import EnvConfig
 from .env import EdgeCloudEnv
 from .evaluation import FINAL_SEED, evaluate
 from .policies import CONTEXT_SEED  # one context seed for PEARL and the yardsticks
-from .rollout import decisions_of, random_slots, rollout, transition_buffer
+from .rollout import decisions_of, probe_slots, rollout, transition_buffer
 
 
 class AgentPolicy:
@@ -49,10 +49,11 @@ def collect_context(agent: DiscreteSACAgent, env: EdgeCloudEnv, n: int,
                     seed: int) -> dict[str, np.ndarray]:
     """Run the meta-policy for ``n`` slots on ``env`` (reset with `seed`): before each slot z is
     drawn from the posterior of the transitions so far (the prior at first) and the action is
-    sampled from pi(s, z), or (``random_context``) uniformly random; returns the ``n``
+    sampled from pi(s, z), or (``random_context``) the encoder's context probe
+    (``context_probe``: uniformly random, or IdentifyGreedy's round-robin); returns the ``n``
     transitions as a context."""
     if agent.cfg.encoder.random_context and n > 0:  # ours: an exploration policy shows all
-        return random_slots(env, n, seed)
+        return probe_slots(env, n, seed, agent.cfg.encoder.context_probe)
     buf = transition_buffer(env, n)
     if n == 0:
         return buf.recent(0)

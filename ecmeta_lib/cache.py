@@ -28,9 +28,10 @@ import pandas as pd
 
 KEY_VERSION = 3
 """Version of the run key and of the checkpoint layout (bumped when old runs become invalid)."""
-RUN_KEY_SILENT: dict[str, Any] = {"compiled_update": False}
-"""Agent fields that leave the run key when they take this value: off, the update is the eager
-code that ran before the field existed, bit for bit, so such runs keep their keys."""
+RUN_KEY_SILENT: dict[str, Any] = {"compiled_update": False, "context_probe": "random"}
+"""Agent fields that leave the run key when they take this value, the one that runs the code from
+before the field existed, bit for bit (the eager update; uniformly random context slots), so
+such runs keep their keys."""
 KEY_SILENT_DEFAULTS: dict[tuple[str, str], Any] = {("ConditionConfig", "source"): "uniform"}
 """(dataclass, field) left out of every key and config.json at this value: a field added later
 whose default reproduces the code from before it, so earlier keys and files stay valid."""

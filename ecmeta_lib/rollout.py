@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from .agents.buffers import ContextBuffer
+from .policies import context_action
 
 N_HEADS = 3
 """Sub-actions per user: pre-processing method (DS), place (TA), AI model (MS)."""
@@ -68,6 +69,31 @@ def transition_buffer(env: Any, capacity: int) -> ContextBuffer:
     n_users = env.action_space.nvec.size // N_HEADS
     return ContextBuffer(max(int(capacity), 1), env.observation_space.shape[0],
                          (n_users, N_HEADS))
+
+
+def probe_action(t: int, env: Any, probe: str, rng: np.random.Generator) -> np.ndarray:
+    """Slot `t`'s flat action of a context probe on ``env``'s current users: "random" (uniform,
+    drawn from `rng`) or "round_robin" (`policies.context_action`, IdentifyGreedy's informative
+    order)."""
+    if probe == "random":
+        return rng.integers(0, env.action_space.nvec).astype(np.int64)
+    if probe == "round_robin":
+        base = env.unwrapped
+        return context_action(t, base.user_state, base.system.n_methods,
+                              base.config.system.n_models).ravel()
+    raise ValueError(f"unknown context probe {probe!r}; choose 'random' or 'round_robin'")
+
+
+def probe_slots(env: Any, n: int, seed: int, probe: str = "random") -> dict[str, np.ndarray]:
+    """``n`` slots of a context probe (`probe_action`) on ``env`` reset with `seed`, as a
+    context dict: PEARL's adaptation contexts under ``random_context``."""
+    if probe == "random":
+        return random_slots(env, n, seed)
+    buf = transition_buffer(env, n)
+    phase = iter(range(n))
+    rollout(env, n, lambda _obs: probe_action(next(phase), env, probe, None), seed=seed,
+            buffers=(buf,))
+    return buf.recent(n)
 
 
 def random_slots(env: Any, n: int, seed: int) -> dict[str, np.ndarray]:

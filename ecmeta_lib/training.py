@@ -56,7 +56,7 @@ from .conditions import (
 from .env import EdgeCloudEnv
 from .evaluation import CURVE_SEED, FINAL_SEED, HELDOUT_SEED, VALIDATION_SEED, evaluate
 from .profiles import Profile, get_profile, training_conditions
-from .rollout import random_slots, rollout
+from .rollout import probe_action, random_slots, rollout
 
 __all__ = ["CheckpointError", "NonFiniteLossError", "TrainResult", "Trainer", "critic_error",
            "train"]
@@ -170,7 +170,8 @@ class Trainer:
     def collect(self) -> None:
         """Lines 2-5: a fresh episode in every training condition; PEARL acts on z drawn from
         the posterior of a context of that condition (the prior before it has any data). With
-        ``random_context`` PEARL's context buffer is filled by separate random-action slots."""
+        ``random_context`` PEARL's context buffer is filled by separate slots of its context probe
+        (uniformly random actions, or the round-robin of ``context_probe``)."""
         p, agent = self.profile, self.agent
         random_ctx = agent.encoder is not None and agent.cfg.encoder.random_context
         for n in self.names:
@@ -194,12 +195,17 @@ class Trainer:
                  to_context: bool) -> None:
         """``n_steps`` slots on condition `name` into its replay (and context) buffer: the
         agent's sampled actions, each user's replaced by a uniformly random one with probability
-        `explore` (1 = all random)."""
+        `explore` (1 = all random; PEARL's context slots then follow ``context_probe``)."""
         env = self.envs[name]
         nvec = env.action_space.nvec.reshape(self.spec.n_users, -1)
         bufs = (self.replay[name], self.ctxbuf[name]) if to_context else (self.replay[name],)
 
+        probe, slot = self.agent.cfg.encoder.context_probe, iter(range(n_steps))
+        first = self.iteration * n_steps  # the round-robin's phase, resumable
+
         def act(obs: np.ndarray) -> np.ndarray:
+            if explore >= 1.0 and to_context and probe != "random":
+                return probe_action(first + next(slot), env, probe, self.rng)
             if explore >= 1.0:
                 return self.rng.integers(0, nvec).astype(np.int64).ravel()
             action = self.agent.act(obs, z, greedy=False).reshape(nvec.shape)

@@ -107,6 +107,10 @@ class ActorConfig:
     """Fraction of the maximum entropy sum_u sum_heads log|W| (ours), or 'paper' (-3|U|)."""
 
 
+CONTEXT_PROBES = ("random", "round_robin")
+"""The exploration policies of PEARL's context slots (`EncoderConfig.context_probe`)."""
+
+
 @dataclass(frozen=True)
 class EncoderConfig:
     """PEARL's context encoder q_phi(z|c); ``latent_dim = 0`` means none (plain SAC)."""
@@ -134,6 +138,10 @@ class EncoderConfig:
     """PEARL: context transitions (the encoder's training contexts and the n slots of adaptation)
     are collected with uniformly random actions, an exploration policy (ours); off: posterior
     sampling, whose contexts show mostly the options the policy already prefers."""
+    context_probe: str = "random"
+    """PEARL with ``random_context``: the exploration policy of the context slots, in meta-training
+    and in adaptation alike - "random" (uniform actions) or "round_robin" (IdentifyGreedy's
+    informative order, `policies.context_action`: every (user, model) within |F| slots). Ours."""
 
 
 @dataclass(frozen=True)
@@ -211,6 +219,9 @@ RULES: tuple[Rule, ...] = (
          lambda c: not c["twin_critics"], _on("joint_actor"), ("twin_critics", True)),
     Rule("random_context needs a context encoder (latent_dim >= 1)", _on("random_context"),
          lambda c: c["latent_dim"] >= 1, ("random_context", False)),
+    Rule("context_probe other than 'random' needs random_context=True (it is that policy's "
+         "order)", lambda c: c["context_probe"] != "random", _on("random_context"),
+         ("context_probe", "random")),
     Rule("encoder_decisions needs latent_per_user=True (per-user encoder)",
          _on("encoder_decisions"), _on("latent_per_user"), ("encoder_decisions", False)),
 )
@@ -236,6 +247,9 @@ def _check(flat: dict[str, Any]) -> None:
         v = flat[name]
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    if flat["context_probe"] not in CONTEXT_PROBES:
+        raise ValueError(f"context_probe must be one of {CONTEXT_PROBES}, "
+                         f"got {flat['context_probe']!r}")
     if flat["arch"] not in ("flat", "structured"):
         raise ValueError(f"arch must be 'flat' or 'structured', got {flat['arch']!r}")
     v = flat["latent_dim"]
