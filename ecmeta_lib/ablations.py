@@ -61,6 +61,9 @@ class Ablation:
     """The choice lives in PEARL's encoder or meta-training: the SAC baselines do not see it."""
     methods: tuple[str, ...] | None = None
     """The only methods the choice changes (None: every method, or PEARL with ``pearl_only``)."""
+    turns_on: bool = False
+    """The profile has this option off (our choice), and the ablation switches it on: its
+    change reads the same way (> 0 in the gap: our choice, off, helps)."""
 
     @property
     def overrides(self) -> dict[str, Any]:
@@ -93,7 +96,7 @@ ABLATIONS: dict[str, Ablation] = {a.name: a for a in [
              "meta-training contexts of U{1..context_size} transitions (issue 9's proposal, "
              "switched off in the quick profile on validation) instead of always context_size; "
              "the reverse of context_size_sampling, for profiles that have it off",
-             pearl_only=True),
+             pearl_only=True, turns_on=True),
     Ablation("structured_networks", {"agent.arch": "flat"},
              "flat MLPs over the whole system's vectors (the paper's networks, at the profile's "
              "width) instead of one network shared by the users; every per-user option needs "
@@ -309,6 +312,14 @@ def per_seed_scores(finals: pd.DataFrame, adapt: pd.DataFrame | None = None,
     return pd.DataFrame(rows)
 
 
+def row_label(name: str) -> str:
+    """An ablation's name as tables and figures show it: says "switched on" where it is."""
+    abl = ABLATIONS.get(name)
+    if abl is None or not abl.turns_on:
+        return name
+    return f"{name.removesuffix('_on')} (switched on)"
+
+
 def _reading(metric: str, lo: float, hi: float) -> str:
     """What a change's CI says about the choice (gap: lower is better; gain: higher is)."""
     if not (np.isfinite(lo) and np.isfinite(hi)):
@@ -360,8 +371,8 @@ def effects_markdown(eff: pd.DataFrame) -> str:
     """The summary rows (gap over the scored conditions, PEARL's mean gain) as Markdown."""
     main = eff[(eff.condition == "mean") | ((eff.metric == "gap")
                                            & eff.method.str.startswith("sac_aisf_"))]
-    lines = ["| ablation | method | score | default | switched off | change (points) [95 % CI] "
-             "| p | reading |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| ablation | method | score | default | switched | change (points) [95 % CI] "
+             "| p | reading (of our choice) |", "|---|---|---|---|---|---|---|---|"]
     for r in main.itertuples():
         if r.metric == "gap":
             score = ("gap to oracle, " + ("T1-T3 mean" if r.condition == "mean"
@@ -370,8 +381,8 @@ def effects_markdown(eff: pd.DataFrame) -> str:
             score = f"adaptation gain PEARL(0) - PEARL({int(r.n_context)}) (points)"
         ci = (f" [{r.ci_low:+.2f}, {r.ci_high:+.2f}]" if np.isfinite(r.ci_low) else "")
         p = f"{r.p_value:.3f}" if np.isfinite(r.p_value) else "-"
-        lines.append(f"| {r.ablation} | {r.method} | {score} | {r.default:.2f} | {r.ablated:.2f} "
-                     f"| {r.change:+.2f}{ci} | {p} | {r.reading} |")
+        lines.append(f"| {row_label(r.ablation)} | {r.method} | {score} | {r.default:.2f} "
+                     f"| {r.ablated:.2f} | {r.change:+.2f}{ci} | {p} | {r.reading} |")
     return "\n".join(lines) + "\n"
 
 

@@ -23,6 +23,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from .ablations import row_label  # noqa: E402
 from .analysis import (  # noqa: E402
     MS,
     PLACES,
@@ -347,9 +348,10 @@ def decisions_figure(dec: pd.DataFrame, curves: pd.DataFrame | None = None,
     """Where the gap to the oracle comes from (`ecmeta_lib.decisions.record_decisions` frames).
 
     Top: the share of users given each pre-processing method (DS), place and model, per method
-    against the oracle's (T1-T3, every seed and slot pooled). Bottom: the per-user latency CDF
-    per method; how often the accuracy repair overrides a part of each method's action; and the
-    cloud share over training where ``curve.csv`` records it."""
+    against the oracle's (T1-T3, every seed and slot pooled). Bottom: the per-user latency's
+    median, 90th and 99th percentiles per method; how often the accuracy repair overrides a
+    part of each method's action; and the cloud share over training where ``curve.csv``
+    records it."""
     _style()
     methods = _ordered(dec.method)
     fig, axes = plt.subplots(2, 3, figsize=(17, 9.5))
@@ -374,18 +376,22 @@ def decisions_figure(dec: pd.DataFrame, curves: pd.DataFrame | None = None,
         ax.set_title(title)
         ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.08), ncol=len(values),
                   frameon=False, fontsize=8)
-    # per-user latency CDF
+    # per-user latency quantiles: one row per method (a CDF of 11 methods is 11 tangled lines)
     ax = axes[1, 0]
-    for method in methods:
-        lat = np.sort(MS * dec.loc[dec.method == method, "latency_s"].to_numpy())
-        st = style(method)
-        ax.plot(lat, np.arange(1, lat.size + 1) / lat.size, color=st["color"], ls=st["ls"],
-                lw=1.5, label=label(method))
-    ax.set_xscale("log")
-    ax.set_xlabel("per-user service latency (ms, log scale)")
-    ax.set_ylabel("fraction of users")
-    ax.set_title("per-user latency CDF (T1-T3 pooled)")
-    ax.legend(fontsize=7, frameon=False, loc="upper left")
+    quantiles = ((50, "o"), (90, "s"), (99, "^"))
+    q = np.array([[np.percentile(MS * dec.loc[dec.method == m, "latency_s"].to_numpy(), p)
+                   for p, _ in quantiles] for m in methods])
+    y = np.arange(len(methods))
+    ax.hlines(y, q.min(axis=1), q.max(axis=1), color="0.75", lw=1)
+    for j, ((p, marker), c) in enumerate(zip(quantiles, sns.color_palette("crest", 3),
+                                             strict=True)):
+        ax.scatter(q[:, j], y, marker=marker, color=c, s=30, zorder=3, label=f"p{p}")
+    ax.set_yticks(y, ylabels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("per-user service latency (ms)")
+    ax.set_title("per-user latency quantiles (T1-T3 pooled)")
+    ax.legend(fontsize=8, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.12),
+              ncol=3)
     # repair overrides (the oracle's decisions are feasible by construction: left out)
     ax = axes[1, 1]
     parts = [("repaired_ds", "DS raised"), ("repaired_model", "model raised"),
@@ -429,6 +435,21 @@ def decisions_figure(dec: pd.DataFrame, curves: pd.DataFrame | None = None,
 # ============================================================================================
 # ablations (notebook 06)
 # ============================================================================================
+def _robust_limits(g: pd.DataFrame) -> tuple[float, float]:
+    """x limits that one outlying row does not set: on each side of zero the largest row's
+    reach, unless it is over twice the next one's (that row is then clipped and written out)."""
+    vals = g[["change", "ci_low", "ci_high"]].to_numpy()
+
+    def reach(ext: np.ndarray) -> float:
+        ext = np.sort(ext[np.isfinite(ext) & (ext > 0)])
+        if ext.size == 0:
+            return 1.0
+        top = ext[-2] if ext.size > 1 and ext[-1] > 2 * ext[-2] else ext[-1]
+        return max(1.15 * top, 1.0)
+
+    return -reach(-np.nanmin(vals, axis=1)), reach(np.nanmax(vals, axis=1))
+
+
 def ablations_figure(effects: pd.DataFrame, out_dir: Path | str | None = None,
                      stem: str = "06_ablations") -> plt.Figure:
     """Per ablation, the paired change when the design choice is switched off (ablated -
@@ -453,22 +474,34 @@ def ablations_figure(effects: pd.DataFrame, out_dir: Path | str | None = None,
     for ax, metric in zip(axes[0], panels, strict=False):
         g = summary[summary.metric == metric]
         present = [m for m in methods if m in set(g.method)]
+        xlo, xhi = _robust_limits(g)
         for k, method in enumerate(present):
             off = (k - (len(present) - 1) / 2) * 0.22
             r = g[g.method == method].set_index("ablation").reindex(names)
             y = np.arange(len(names)) + off
-            lo = (r.change - r.ci_low).to_numpy()
-            hi = (r.ci_high - r.change).to_numpy()
+            change = r.change.clip(xlo, xhi)
+            lo = (change - r.ci_low.clip(xlo, xhi)).to_numpy()
+            hi = (r.ci_high.clip(xlo, xhi) - change).to_numpy()
             err = np.nan_to_num(np.vstack([lo, hi]), nan=0.0)
             st = style(method)
-            ax.errorbar(r.change, y, xerr=err, fmt=st["marker"], color=st["color"], ms=6,
+            ax.errorbar(change, y, xerr=err, fmt=st["marker"], color=st["color"], ms=6,
                         capsize=3, label=label(method).split(" (")[0])
+            for yi, row in zip(y, r.itertuples(), strict=True):  # a row beyond the axis: its text
+                if np.isfinite(row.change) and (min(row.ci_low, row.change) < xlo
+                                                or max(row.ci_high, row.change) > xhi):
+                    side = 1 if row.change > 0 else -1
+                    ax.annotate(f"{row.change:+.1f} [{row.ci_low:+.1f}, {row.ci_high:+.1f}]",
+                                (xhi if side > 0 else xlo, yi), xytext=(-4 * side, 7),
+                                textcoords="offset points",
+                                ha="right" if side > 0 else "left", fontsize=7,
+                                color=st["color"])
+        ax.set_xlim(xlo, xhi)
         ax.axvline(0, color="black", lw=1, zorder=1.5)
         n = g.n_context.dropna()
         ax.set_title(titles[metric].replace("(n)", f"({int(n.iloc[0])})" if len(n) else "(n)"),
                      fontsize=10)
-        ax.set_xlabel("change when switched off (points, 95% CI over seeds)")
-        ax.set_yticks(range(len(names)), names)
+        ax.set_xlabel("change (points, 95% CI over seeds)")
+        ax.set_yticks(range(len(names)), [row_label(a) for a in names])
     axes[0, 0].invert_yaxis()
     fig.tight_layout()
     _legend_below(fig, axes[0, 0], y=0.0)

@@ -188,33 +188,66 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def write_provenance(path: Path, profile: str, seconds: dict[str, float]) -> None:
-    """Which machine, date and commit produced the figures and executed notebooks."""
-    def git(*args: str) -> str:
-        try:
-            return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True,
-                                  text=True, check=True).stdout.strip()
-        except (OSError, subprocess.CalledProcessError):
-            return "unknown"
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
+
+OUTPUTS = ("figures/", "notebooks/executed/", "notebooks/_executed/")
+"""What a run of the notebooks itself writes: its own changes do not make the source dirty."""
+
+
+def source_changes() -> list[str] | None:
+    """Tracked source files that differ from HEAD (the run's outputs left out), None without git.
+    Read before the notebooks run, so the figures they write never count."""
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    if status == "unknown":
+        return None
+    files = [line[3:] for line in status.splitlines() if line[3:]]
+    return [f for f in files if not f.startswith(OUTPUTS)]
+
+
+def figure_mtimes(figures: Path) -> dict[str, float]:
+    return {p.name: p.stat().st_mtime for p in figures.glob("*") if p.is_file()}
+
+
+def write_provenance(path: Path, profile: str, seconds: dict[str, float],
+                     changed: list[str] | None, written: dict[str, str],
+                     command: str) -> None:
+    """Which machine, date, commit (clean or not) and command produced the figures and executed
+    notebooks, and which notebook wrote each figure in how many seconds."""
     import torch
 
-    dirty = git("status", "--porcelain", "--untracked-files=no")
+    if changed is None:
+        state = "(git unavailable: clean or not unknown)"
+    elif changed:
+        state = f"(with uncommitted changes to {', '.join(f'`{f}`' for f in changed)})"
+    else:
+        state = "(clean: the source is this commit exactly)"
     lines = [
         "# Provenance of the committed figures and executed notebooks", "",
-        f"Written by `make reproduce` (`tools/run_notebooks.py --profile {profile}`).", "",
+        f"Written by `make reproduce`: `{command}`.", "",
         "| | |", "|---|---|",
         f"| date (UTC) | {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M')} |",
-        f"| commit | `{git('rev-parse', 'HEAD')}`"
-        f"{' (with uncommitted changes)' if dirty and dirty != 'unknown' else ''} |",
+        f"| commit | `{_git('rev-parse', 'HEAD')}` {state} |",
         f"| profile | {profile} |",
         f"| machine | {_cpu_model()}, {os.cpu_count()} logical CPUs, {platform.system()} "
         f"{platform.release()} |",
         f"| python / torch | {platform.python_version()} / {torch.__version__} |",
-        "", "Wall time per notebook (the training grid runs in 03):", "",
+        "", "Wall time per notebook in this run. A notebook trains or computes only what is not in",
+        "`results/` yet (the training grid runs in 03, the ablations in 06 read `make ablations`'",
+        "runs, the lifecycle in 07 reads `python -m ecmeta_lib lifecycle`'s); a short time means",
+        "it read cached runs. From an empty `results/`, `make reproduce` takes about 30 minutes",
+        "on 2 cores (`docs/RESULTS.md`).", "",
         "| notebook | seconds |", "|---|---|",
         *[f"| {name} | {sec:.0f} |" for name, sec in seconds.items()],
         f"| total | {sum(seconds.values()):.0f} |", "",
+        "Each file of the figures folder written in this run, and by which notebook:", "",
+        "| file | notebook |", "|---|---|",
+        *[f"| `{fig}` | {nb} |" for fig, nb in sorted(written.items())], "",
         "A rerun on the same machine gives bit-identical numbers; another CPU (other floating-",
         "point kernels) gives slightly different learned numbers, within their confidence",
         "intervals. The heuristics, yardsticks and the oracle do not depend on the CPU.", ""]
@@ -253,15 +286,22 @@ def main(argv: list[str] | None = None) -> int:
     # (the Makefile exports MPLBACKEND=Agg for the tests).
     os.environ.pop("MPLBACKEND", None)
     seconds: dict[str, float] = {}
+    changed, written = source_changes(), {}
     with tempfile.TemporaryDirectory() as tmp, _Mirror(Path(tmp) / "progress.txt"):
         for i, path in enumerate(selected, 1):
             print(f"[run_notebooks] ({i}/{len(selected)}) {path.name} "
                   f"(profile={args.profile}) ...", file=sys.stderr, flush=True)
+            before = figure_mtimes(figures)
             seconds[path.stem] = run(path, out_dir, parameters, kernel, args.profile)
+            written.update({name: path.stem for name, t in figure_mtimes(figures).items()
+                            if before.get(name) != t})
             print(f"[run_notebooks] {path.name} done in {seconds[path.stem]:.1f} s -> "
                   f"{out_dir / path.stem}.ipynb", file=sys.stderr, flush=True)
     if args.provenance:
-        write_provenance(REPO_ROOT / args.provenance, args.profile, seconds)
+        command = "python tools/run_notebooks.py " + " ".join(argv if argv is not None
+                                                               else sys.argv[1:])
+        write_provenance(REPO_ROOT / args.provenance, args.profile, seconds, changed, written,
+                         command)
     return 0
 
 
