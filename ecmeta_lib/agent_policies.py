@@ -46,14 +46,14 @@ class AgentPolicy:
 
 
 def collect_context(agent: DiscreteSACAgent, env: EdgeCloudEnv, n: int,
-                    seed: int) -> dict[str, np.ndarray]:
+                    seed: int, probe: str | None = None) -> dict[str, np.ndarray]:
     """Run the meta-policy for ``n`` slots on ``env`` (reset with `seed`): before each slot z is
     drawn from the posterior of the transitions so far (the prior at first) and the action is
     sampled from pi(s, z), or (``random_context``) the encoder's context probe
-    (``context_probe``: uniformly random, or IdentifyGreedy's round-robin); returns the ``n``
-    transitions as a context."""
+    (``context_probe``: uniformly random, or IdentifyGreedy's round-robin; `probe` overrides it,
+    for diagnosis); returns the ``n`` transitions as a context."""
     if agent.cfg.encoder.random_context and n > 0:  # ours: an exploration policy shows all
-        return probe_slots(env, n, seed, agent.cfg.encoder.context_probe)
+        return probe_slots(env, n, seed, probe or agent.cfg.encoder.context_probe)
     buf = transition_buffer(env, n)
     if n == 0:
         return buf.recent(0)
@@ -79,7 +79,8 @@ class PEARLPolicy:
     """
 
     def __init__(self, agent: DiscreteSACAgent, n_context: int, *, context_seed: int = CONTEXT_SEED,
-                 online: bool = False, name: str | None = None) -> None:
+                 online: bool = False, name: str | None = None,
+                 probe: str | None = None) -> None:
         if agent.encoder is None:
             raise ValueError("PEARLPolicy needs an agent with a context encoder")
         if n_context < 0:
@@ -87,6 +88,7 @@ class PEARLPolicy:
         self.agent, self.n_context, self.context_seed, self.online = (agent, int(n_context),
                                                                       int(context_seed), online)
         self.name = name or f"pearl[{n_context}]"
+        self.probe = probe  # None: the agent's own context probe
         self.z: torch.Tensor | None = None
         self._online_buf: ContextBuffer | None = None
 
@@ -98,7 +100,8 @@ class PEARLPolicy:
             return
         ctx_env = EdgeCloudEnv(condition=base.condition, task_set=base.task_set,
                                config=base.config)
-        self.context = collect_context(self.agent, ctx_env, self.n_context, self.context_seed)
+        self.context = collect_context(self.agent, ctx_env, self.n_context, self.context_seed,
+                                       self.probe)
         self.z = self.agent.infer_z(self.context, sample=False)
 
     def act(self, obs: np.ndarray) -> np.ndarray:
@@ -146,4 +149,61 @@ def adaptation_curve(agent: DiscreteSACAgent, condition: str | Condition, *,
                      **{k: s[k] for k in ("mean_latency_s", "ci_low_s", "ci_high_s",
                                           "oracle_latency_s", "gap_to_oracle_pct",
                                           "accuracy_violation_rate")}})
+    return pd.DataFrame(rows)
+
+
+def critic_rmse(agent: DiscreteSACAgent, z: torch.Tensor | None,
+                data: dict[str, np.ndarray]) -> float:
+    """RMS error (s) of the critics' per-user latency of the actions taken in `data`'s slots,
+    acting on `z` (None for a SAC baseline)."""
+    with torch.no_grad():
+        zz = None if z is None else z.unsqueeze(0).expand(len(data["reward"]), *z.shape)
+        pred = agent.predicted_latency(agent._t(data["obs"]),
+                                       agent._t(data["action"], torch.int64), zz)
+    return float(np.sqrt(np.mean((pred.cpu().numpy() - data["latency"]) ** 2)))
+
+
+def adaptation_diagnosis(agent: DiscreteSACAgent, condition: str | Condition, *,
+                         task_set: TaskSet, config: EnvConfig,
+                         n_context: Sequence[int] = (0, 1, 2, 5, 10, 20, 50),
+                         probes: Sequence[str] = ("random", "round_robin"),
+                         reference_n: int = 200, eval_slots: int = 50, heldout_slots: int = 20,
+                         seed: int = FINAL_SEED, context_seed: int = CONTEXT_SEED,
+                         heldout_seed: int = 987_654) -> pd.DataFrame:
+    """Why PEARL(n) is where it is: for each context probe and n, on `condition`, the gap to the
+    oracle (the adaptation protocol, same slots for every row), the critic's per-user latency
+    error on held-out random-action slots at z = the posterior mean, the posterior's mean sd,
+    and its calibration: the mean over users and dimensions of (mu_n - mu_ref)^2 / var_n, where
+    mu_ref is the posterior mean of `reference_n` transitions of the same probe (about 1 for a
+    calibrated posterior; far above 1: the posterior is surer than its mean is right). The row
+    at ``n = reference_n`` is what the encoder and critic reach with ample context: the part of
+    the gap that no context closes.
+
+    Returns columns: condition, probe, n_context, gap_to_oracle_pct, critic_rmse_s,
+    posterior_sd, calibration."""
+    if agent.encoder is None:
+        raise ValueError("adaptation_diagnosis needs a PEARL agent (one with a context encoder)")
+    name = condition if isinstance(condition, str) else condition.name
+
+    def env() -> EdgeCloudEnv:
+        return EdgeCloudEnv(condition=condition, task_set=task_set, config=config)
+
+    held = probe_slots(env(), heldout_slots, heldout_seed, "random")
+    rows = []
+    for probe in probes:
+        full = probe_slots(env(), reference_n, context_seed, probe)
+        with torch.no_grad():
+            mu_ref, _ = agent.posterior(full)
+        for n in sorted({*map(int, n_context), int(reference_n)}):
+            with torch.no_grad():
+                mu, var = agent.posterior({k: v[:n] for k, v in full.items()} if n else None)
+            fixed = AgentPolicy(agent, f"pearl[{n}]", mu)
+            s = evaluate(fixed, condition, n_slots=eval_slots, seed=seed, task_set=task_set,
+                         config=config).summary
+            rows.append({"condition": name, "probe": probe, "n_context": n,
+                         "gap_to_oracle_pct": s["gap_to_oracle_pct"],
+                         "critic_rmse_s": critic_rmse(agent, mu, held),
+                         "posterior_sd": float(var.sqrt().mean()),
+                         "calibration": float(((mu - mu_ref) ** 2 / var).mean())
+                         if n < reference_n else np.nan})
     return pd.DataFrame(rows)

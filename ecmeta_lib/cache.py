@@ -32,6 +32,9 @@ RUN_KEY_SILENT: dict[str, Any] = {"compiled_update": False, "context_probe": "ra
 """Agent fields that leave the run key when they take this value, the one that runs the code from
 before the field existed, bit for bit (the eager update; uniformly random context slots), so
 such runs keep their keys."""
+PEARL_ONLY_KEY_FIELDS: tuple[str, ...] = ("context_probe",)
+"""Agent fields added after the grid existed that only PEARL reads (its context slots): they
+enter PEARL's key alone, so choosing them kept every SAC baseline's key and cache."""
 KEY_SILENT_DEFAULTS: dict[tuple[str, str], Any] = {("ConditionConfig", "source"): "uniform"}
 """(dataclass, field) left out of every key and config.json at this value: a field added later
 whose default reproduces the code from before it, so earlier keys and files stay valid."""
@@ -67,8 +70,8 @@ def run_key(method: str, profile: Any, seed: int, task_seed: int) -> str:
     prof = jsonable(profile)
     agent = prof["agent"]
     for name, silent in RUN_KEY_SILENT.items():
-        if agent.get(name) == silent:
-            del agent[name]
+        if agent.get(name) == silent or (method != "pearl" and name in PEARL_ONLY_KEY_FIELDS):
+            agent.pop(name, None)
     actor_mode = prof.pop("actor_mode_methods")
     payload = {"method": method, "profile": prof, "seed": seed, "task_seed": task_seed,
                "version": KEY_VERSION}

@@ -191,7 +191,8 @@ class Profile:
         method of ``actor_mode_methods`` acts on its actor's mode."""
         cfg = self.agent
         if method != "pearl":
-            cfg = cfg.with_(latent_dim=0, user_embedding=True, random_context=False)
+            cfg = cfg.with_(latent_dim=0, user_embedding=True, random_context=False,
+                            context_probe="random")
         if method in self.actor_mode_methods:
             cfg = cfg.with_(greedy_critic=False)
         return cfg

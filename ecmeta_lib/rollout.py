@@ -73,35 +73,30 @@ def transition_buffer(env: Any, capacity: int) -> ContextBuffer:
 
 def probe_action(t: int, env: Any, probe: str, rng: np.random.Generator) -> np.ndarray:
     """Slot `t`'s flat action of a context probe on ``env``'s current users: "random" (uniform,
-    drawn from `rng`) or "round_robin" (`policies.context_action`, IdentifyGreedy's informative
-    order)."""
-    if probe == "random":
+    drawn from `rng`), "round_robin" (`policies.context_action`, IdentifyGreedy's informative
+    order), or "round_robin_first" (one round-robin block, the first |F| slots, which shows
+    every user each model once, then uniform)."""
+    base = env.unwrapped
+    n_models = base.config.system.n_models
+    if probe == "round_robin" or (probe == "round_robin_first" and t < n_models):
+        return context_action(t, base.user_state, base.system.n_methods, n_models).ravel()
+    if probe in ("random", "round_robin_first"):
         return rng.integers(0, env.action_space.nvec).astype(np.int64)
-    if probe == "round_robin":
-        base = env.unwrapped
-        return context_action(t, base.user_state, base.system.n_methods,
-                              base.config.system.n_models).ravel()
-    raise ValueError(f"unknown context probe {probe!r}; choose 'random' or 'round_robin'")
+    raise ValueError(f"unknown context probe {probe!r}; choose one of "
+                     "'random', 'round_robin', 'round_robin_first'")
 
 
 def probe_slots(env: Any, n: int, seed: int, probe: str = "random") -> dict[str, np.ndarray]:
-    """``n`` slots of a context probe (`probe_action`) on ``env`` reset with `seed`, as a
-    context dict: PEARL's adaptation contexts under ``random_context``."""
-    if probe == "random":
-        return random_slots(env, n, seed)
+    """``n`` slots of a context probe (`probe_action`) on ``env`` reset with `seed` (the random
+    actions seeded by it too), as a context dict: the critic's held-out slots ("random") and
+    PEARL's contexts under ``random_context``."""
     buf = transition_buffer(env, n)
-    phase = iter(range(n))
-    rollout(env, n, lambda _obs: probe_action(next(phase), env, probe, None), seed=seed,
+    rng, phase = np.random.default_rng(seed), iter(range(n))
+    rollout(env, n, lambda _obs: probe_action(next(phase), env, probe, rng), seed=seed,
             buffers=(buf,))
     return buf.recent(n)
 
 
 def random_slots(env: Any, n: int, seed: int) -> dict[str, np.ndarray]:
-    """``n`` slots of uniformly random actions on ``env`` (reset with `seed`, actions seeded by
-    it), as a context dict: the held-out data on which the critic's per-user latency error is
-    measured, and PEARL's contexts under ``random_context``."""
-    buf = transition_buffer(env, n)
-    rng = np.random.default_rng(seed)
-    rollout(env, n, lambda _obs: rng.integers(0, env.action_space.nvec).astype(np.int64),
-            seed=seed, buffers=(buf,))
-    return buf.recent(n)
+    """``n`` slots of uniformly random actions on ``env`` (`probe_slots`' "random")."""
+    return probe_slots(env, n, seed, "random")

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .agent_policies import make_policy
+from .agent_policies import critic_rmse, make_policy
 from .agents import ActionSpec, ContextBuffer, DiscreteSACAgent, NonFiniteLossError, ReplayBuffer
 from .agents.sac import resolve_device
 from .checkpoints import (
@@ -101,14 +101,8 @@ def critic_error(agent: DiscreteSACAgent, data: dict[str, np.ndarray],
     critic."""
     if not agent.cfg.critic.per_user_reward:
         return float("nan")
-    ctx = {k: v[:n_context] for k, v in data.items()}
-    test = {k: v[n_context:] for k, v in data.items()}
-    with torch.no_grad():
-        z = agent.infer_z(ctx, sample=False)
-        zz = None if z is None else z.unsqueeze(0).expand(len(test["reward"]), *z.shape)
-        pred = agent.predicted_latency(agent._t(test["obs"]),
-                                       agent._t(test["action"], torch.int64), zz)
-    return float(np.sqrt(np.mean((pred.cpu().numpy() - test["latency"]) ** 2)))
+    z = agent.infer_z({k: v[:n_context] for k, v in data.items()}, sample=False)
+    return critic_rmse(agent, z, {k: v[n_context:] for k, v in data.items()})
 
 
 class Trainer:
@@ -201,11 +195,10 @@ class Trainer:
         bufs = (self.replay[name], self.ctxbuf[name]) if to_context else (self.replay[name],)
 
         probe, slot = self.agent.cfg.encoder.context_probe, iter(range(n_steps))
-        first = self.iteration * n_steps  # the round-robin's phase, resumable
 
         def act(obs: np.ndarray) -> np.ndarray:
-            if explore >= 1.0 and to_context and probe != "random":
-                return probe_action(first + next(slot), env, probe, self.rng)
+            if explore >= 1.0 and to_context and probe != "random":  # one probe run, as adapting
+                return probe_action(next(slot), env, probe, self.rng)
             if explore >= 1.0:
                 return self.rng.integers(0, nvec).astype(np.int64).ravel()
             action = self.agent.act(obs, z, greedy=False).reshape(nvec.shape)

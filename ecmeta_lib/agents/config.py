@@ -107,7 +107,7 @@ class ActorConfig:
     """Fraction of the maximum entropy sum_u sum_heads log|W| (ours), or 'paper' (-3|U|)."""
 
 
-CONTEXT_PROBES = ("random", "round_robin")
+CONTEXT_PROBES = ("random", "round_robin", "round_robin_first")
 """The exploration policies of PEARL's context slots (`EncoderConfig.context_probe`)."""
 
 
@@ -140,8 +140,10 @@ class EncoderConfig:
     sampling, whose contexts show mostly the options the policy already prefers."""
     context_probe: str = "random"
     """PEARL with ``random_context``: the exploration policy of the context slots, in meta-training
-    and in adaptation alike - "random" (uniform actions) or "round_robin" (IdentifyGreedy's
-    informative order, `policies.context_action`: every (user, model) within |F| slots). Ours."""
+    and in adaptation alike - "random" (uniform actions), "round_robin" (IdentifyGreedy's
+    informative order, `policies.context_action`: every (user, model) within |F| slots) or
+    "round_robin_first" (its first block of |F| slots, then uniform; `rollout.probe_action`).
+    Ours."""
 
 
 @dataclass(frozen=True)
