@@ -49,11 +49,13 @@ def collect_context(agent: DiscreteSACAgent, env: EdgeCloudEnv, n: int,
                     seed: int, probe: str | None = None) -> dict[str, np.ndarray]:
     """Run the meta-policy for ``n`` slots on ``env`` (reset with `seed`): before each slot z is
     drawn from the posterior of the transitions so far (the prior at first) and the action is
-    sampled from pi(s, z), or (``random_context``) the encoder's context probe
-    (``context_probe``: uniformly random, or IdentifyGreedy's round-robin; `probe` overrides it,
-    for diagnosis); returns the ``n`` transitions as a context."""
+    sampled from pi(s, z), or (``random_context``) the encoder's adaptation probe
+    (``adaptation_probe``, else ``context_probe``: uniformly random, IdentifyGreedy's
+    round-robin, or its first block then random; `probe` overrides it, for diagnosis); returns
+    the ``n`` transitions as a context."""
     if agent.cfg.encoder.random_context and n > 0:  # ours: an exploration policy shows all
-        return probe_slots(env, n, seed, probe or agent.cfg.encoder.context_probe)
+        enc = agent.cfg.encoder
+        return probe_slots(env, n, seed, probe or enc.adaptation_probe or enc.context_probe)
     buf = transition_buffer(env, n)
     if n == 0:
         return buf.recent(0)

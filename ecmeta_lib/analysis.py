@@ -27,7 +27,7 @@ from . import __version__
 from . import ablations as ablation_registry
 from .cache import cached_csv, digest
 from .conditions import DT_NAMES, TEST_NAMES
-from .evaluation import FINAL_SEED, evaluate
+from .evaluation import CURVE_SEED, FINAL_SEED, evaluate
 from .policies import BlindGreedyPolicy, GreedyPolicy, IdentifyGreedyPolicy, RandomPolicy
 from .profiles import BASELINES, METHODS, Profile, label, method_rank
 from .stats import CI_SEEDS, CI_SLOTS, bootstrap_ci, mean_ci
@@ -127,30 +127,44 @@ def yardsticks(profile: StudyLike) -> list[Any]:
 
 
 def baselines(profile: StudyLike, *, results_root: Path | str | None = None,
-              task_seed: int | None = None, seed: int = FINAL_SEED) -> pd.DataFrame:
+              task_seed: int | None = None, seed: int = FINAL_SEED,
+              n_slots: int | None = None) -> pd.DataFrame:
     """Oracle and the `yardsticks` on T1-T3, cached in ``<profile dir>/baselines-<hash>.csv``.
 
-    Scored on the very slots of the learned methods' final.csv (seed ``FINAL_SEED``,
+    By default scored on the very slots of the learned methods' final.csv (seed ``FINAL_SEED``,
     ``final_slots`` slots), so every row of the results table shares one slot stream and one
-    oracle. A deterministic policy has no seed: its interval is a slot bootstrap
+    oracle; `curve_baselines` scores them on the learning curve's slots instead. A
+    deterministic policy has no seed: its interval is a slot bootstrap
     (`stats.bootstrap_ci`; ``ci_kind`` says so)."""
     study = Study.of(profile, task_seed=task_seed, results_root=results_root)
     prof = study.profile
+    n = prof.final_slots if n_slots is None else int(n_slots)
     sticks = yardsticks(study)
-    key = digest({"profile": prof, "task_seed": study.task_seed, "seed": seed,
-                  "version": __version__, "policies": sorted(type(p).__name__ for p in sticks),
-                  "ci": "bootstrap_ci"})  # the one bootstrap since the house split
-    return cached_csv(study.profile_dir / f"baselines-{key}.csv",
-                      lambda: _score_baselines(study, sticks, seed))
+    payload = {"profile": prof, "task_seed": study.task_seed, "seed": seed,
+               "version": __version__, "policies": sorted(type(p).__name__ for p in sticks),
+               "ci": "bootstrap_ci"}  # the one bootstrap since the house split
+    if n != prof.final_slots:  # the final slots' files keep their key
+        payload["n_slots"] = n
+    return cached_csv(study.profile_dir / f"baselines-{digest(payload)}.csv",
+                      lambda: _score_baselines(study, sticks, seed, n))
 
 
-def _score_baselines(study: Study, sticks: Sequence[Any], seed: int) -> pd.DataFrame:
+def curve_baselines(profile: StudyLike, *, results_root: Path | str | None = None,
+                    task_seed: int | None = None) -> pd.DataFrame:
+    """`baselines` on the learning curve's slots (``CURVE_SEED``, ``eval_slots`` slots): Fig. 3's
+    reference lines and oracle, so that every curve and line of it shares one slot stream."""
+    study = Study.of(profile, task_seed=task_seed, results_root=results_root)
+    return baselines(study, seed=CURVE_SEED, n_slots=study.profile.eval_slots)
+
+
+def _score_baselines(study: Study, sticks: Sequence[Any], seed: int,
+                     n_slots: int) -> pd.DataFrame:
     prof = study.profile
     rows = []
     for name in TEST_NAMES:
         oracle_lat = None
         for policy in sticks:
-            res = evaluate(policy, name, n_slots=prof.final_slots, seed=seed,
+            res = evaluate(policy, name, n_slots=n_slots, seed=seed,
                            task_set=study.task_set, config=prof.env)
             lo, hi = bootstrap_ci(res.per_slot.mean_latency_s.to_numpy(), seed=seed)
             rows.append({**res.summary, "method": policy.name, "condition": name,
@@ -159,7 +173,7 @@ def _score_baselines(study: Study, sticks: Sequence[Any], seed: int) -> pd.DataF
         assert oracle_lat is not None
         lo, hi = bootstrap_ci(oracle_lat, seed=seed)
         rows.append({"policy": "oracle", "method": "oracle", "condition": name, "seed": seed,
-                     "task_seed": study.task_seed, "n_slots": prof.final_slots,
+                     "task_seed": study.task_seed, "n_slots": n_slots,
                      "mean_latency_s": float(oracle_lat.mean()), "ci_low_s": lo,
                      "ci_high_s": hi, "ci_kind": CI_SLOTS,
                      "oracle_latency_s": float(oracle_lat.mean()), "gap_to_oracle_pct": 0.0,

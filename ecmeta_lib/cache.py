@@ -28,14 +28,17 @@ import pandas as pd
 
 KEY_VERSION = 3
 """Version of the run key and of the checkpoint layout (bumped when old runs become invalid)."""
-RUN_KEY_SILENT: dict[str, Any] = {"compiled_update": False, "context_probe": "random"}
+RUN_KEY_SILENT: dict[str, Any] = {"compiled_update": False, "context_probe": "random",
+                                  "adaptation_probe": None}
 """Agent fields that leave the run key when they take this value, the one that runs the code from
 before the field existed, bit for bit (the eager update; uniformly random context slots), so
 such runs keep their keys."""
-PEARL_ONLY_KEY_FIELDS: tuple[str, ...] = ("context_probe",)
+PEARL_ONLY_KEY_FIELDS: tuple[str, ...] = ("context_probe", "adaptation_probe")
 """Agent fields added after the grid existed that only PEARL reads (its context slots): they
 enter PEARL's key alone, so choosing them kept every SAC baseline's key and cache."""
-KEY_SILENT_DEFAULTS: dict[tuple[str, str], Any] = {("ConditionConfig", "source"): "uniform"}
+KEY_SILENT_DEFAULTS: dict[tuple[str, str], Any] = {("ConditionConfig", "source"): "uniform",
+                                                   ("Profile", "twin_telemetry_slots"): 0,
+                                                   ("Profile", "curve_iterations"): ()}
 """(dataclass, field) left out of every key and config.json at this value: a field added later
 whose default reproduces the code from before it, so earlier keys and files stay valid."""
 

@@ -91,17 +91,20 @@ def _legend_below(fig: plt.Figure, ax: plt.Axes, ncol: int = 4, y: float = -0.02
 
 def _hlines(ax: plt.Axes, baselines: pd.DataFrame, cond: str,
             names: Sequence[str] = ("oracle", "greedy", "identify_greedy", "blind_greedy",
-                                    "random")) -> None:
+                                    "random"), value: str = "mean_latency_s",
+            unit: str = "ms") -> None:
     """Horizontal lines of the deterministic policies (a name matches ``name`` and
-    ``name[n]``, e.g. identify_greedy[20])."""
+    ``name[n]``, e.g. identify_greedy[20]) at their `value` (latency in s, drawn in ms; or a
+    gap in %)."""
     base = baselines.method.astype(str).str.partition("[")[0]
     for name in names:
         row = baselines[(base == name) & (baselines.condition == cond)]
         if row.empty:
             continue
-        name, y = str(row.method.iloc[0]), MS * float(row.mean_latency_s.iloc[0])
+        y = float(row[value].iloc[0]) * (MS if value == "mean_latency_s" else 1.0)
+        name = str(row.method.iloc[0])
         if name == "random":  # far above the rest: a note, not a line that squeezes them
-            ax.annotate(f"random: {y:.0f} ms", xy=(0.98, 0.97), xycoords="axes fraction",
+            ax.annotate(f"random: {y:.0f} {unit}", xy=(0.98, 0.97), xycoords="axes fraction",
                         ha="right", va="top", fontsize=9, color=style(name)["color"])
             continue
         st = style(name)
@@ -111,49 +114,70 @@ def _hlines(ax: plt.Axes, baselines: pd.DataFrame, cond: str,
 def fig3(curves: pd.DataFrame, baselines: pd.DataFrame, out_dir: Path | str | None = None,
          stem: str = "fig3_latency", gradient_steps_per_iteration: int | None = None
          ) -> plt.Figure:
-    """Paper Fig. 3 with seeds: latency (ms) on T1-T3 over training, mean and 95% band over seeds.
+    """Paper Fig. 3 with seeds: latency on T1-T3 over training, mean and 95% band over seeds.
 
-    Top row: against iterations of Algorithm 1 - every method takes the same T_train critic
-    gradient steps per iteration, so this is also a gradient-step axis (shown on top when
-    `gradient_steps_per_iteration` is given). Bottom row: against environment steps (slots the
-    agent collected, summed over its training conditions; log scale, since a DT agent collects
-    six conditions' slots per iteration and a single-condition one one)."""
+    `baselines` must be scored on the curve's own slots (`analysis.curve_baselines`): every
+    curve and line of the figure then shares one slot stream and one oracle. Top row: latency
+    (ms) against iterations of Algorithm 1 - every method takes the same T_train critic gradient
+    steps per iteration, so this is also a gradient-step axis (shown on top when
+    `gradient_steps_per_iteration` is given); a point at iteration 0 is the untrained policy.
+    Middle row: the same as the gap to the oracle of those slots (%). Bottom row: latency
+    against environment steps (slots the agent collected, summed over its training conditions;
+    log scale, since a DT agent collects six conditions' slots per iteration and a
+    single-condition one one). Random, far above, is a note rather than a line."""
     _style()
     methods = [m for m in METHOD_ORDER if m in set(curves.method)]
-    has_iter = "iteration" in curves.columns
-    xs = ["iteration", "env_steps"] if has_iter else ["env_steps"]
-    fig, axes = plt.subplots(len(xs), len(TEST_NAMES), figsize=(5.2 * len(TEST_NAMES),
-                                                                3.9 * len(xs)),
-                             squeeze=False, sharey="col")
-    for r, x in enumerate(xs):
-        bands = seed_bands(curves, x=x)
+    oracle = baselines[baselines.method == "oracle"].set_index("condition").mean_latency_s
+    curves = curves.assign(gap_pct=100 * (curves.mean_latency_s
+                                          / curves.condition.map(oracle) - 1))
+    rows = [("iteration", "mean_latency_s"), ("iteration", "gap_pct"),
+            ("env_steps", "mean_latency_s")]
+    if not oracle.size:
+        rows = [r for r in rows if r[1] != "gap_pct"]
+    fig, axes = plt.subplots(len(rows), len(TEST_NAMES), figsize=(5.2 * len(TEST_NAMES),
+                                                                  3.7 * len(rows)),
+                             squeeze=False)
+    for r, (x, value) in enumerate(rows):
+        bands = seed_bands(curves, value=value, x=x)
+        scale = MS if value == "mean_latency_s" else 1.0
         for ax, cond in zip(axes[r], TEST_NAMES, strict=True):
             for method in methods:
                 b = bands[(bands.method == method) & (bands.condition == cond)].sort_values(x)
                 if b.empty:
                     continue
                 st = METHOD_STYLES[method]
-                ax.plot(b[x], MS * b["mean"], color=st["color"], ls=st["ls"], lw=1.8,
-                        marker=st["marker"], ms=4, markevery=max(len(b) // 5, 1),
-                        label=label(method))
-                ax.fill_between(b[x], MS * b.ci_low, MS * b.ci_high, color=st["color"],
+                ax.plot(b[x], scale * b["mean"], color=st["color"], ls=st["ls"], lw=1.8,
+                        marker=st["marker"], ms=3.5, label=label(method))
+                ax.fill_between(b[x], scale * b.ci_low, scale * b.ci_high, color=st["color"],
                                 alpha=0.12, lw=0)
-            _hlines(ax, baselines, cond)
-            ax.set_ylabel("average service latency (ms)")
+            if value == "mean_latency_s":
+                _hlines(ax, baselines, cond)
+                ax.set_ylabel("average service latency (ms)")
+            else:
+                gaps = baselines.assign(gap=100 * (
+                    baselines.mean_latency_s / baselines.condition.map(oracle) - 1))
+                _hlines(ax, gaps, cond, value="gap", unit="%")
+                ax.set_ylabel("gap to the oracle (%)")
+                ax.annotate("(oracle: 0 %)", xy=(0.98, 0.03), xycoords="axes fraction",
+                            ha="right", va="bottom", fontsize=8, color="0.3")
             if x == "iteration":
-                ax.set_title(f"test condition {cond}",
-                             pad=30 if gradient_steps_per_iteration else 6)
                 ax.set_xlabel("iterations of Algorithm 1 (equal gradient steps for all)")
-                if gradient_steps_per_iteration:
-                    k = float(gradient_steps_per_iteration)
-                    top = ax.secondary_xaxis("top", functions=(lambda i, k=k: i * k,
-                                                               lambda g, k=k: g / k))
-                    top.set_xlabel("critic gradient steps", fontsize=9)
+                if r == 0:
+                    ax.set_title(f"test condition {cond}",
+                                 pad=30 if gradient_steps_per_iteration else 6)
+                    if gradient_steps_per_iteration:
+                        k = float(gradient_steps_per_iteration)
+                        top = ax.secondary_xaxis("top", functions=(lambda i, k=k: i * k,
+                                                                   lambda g, k=k: g / k))
+                        top.set_xlabel("critic gradient steps", fontsize=9)
             else:
                 ax.set_xscale("log")
                 ax.set_xlabel("environment steps (slots collected, log scale)")
-                if not has_iter:
-                    ax.set_title(f"test condition {cond}")
+    for r in range(len(rows)):  # one y range per row: latency rows share theirs per condition
+        lo = min(ax.get_ylim()[0] for ax in axes[r])
+        hi = max(ax.get_ylim()[1] for ax in axes[r])
+        for ax in axes[r]:
+            ax.set_ylim(lo, hi)
     _legend_below(fig, axes[0, 0], ncol=5)
     fig.tight_layout()
     _save(fig, out_dir, stem)

@@ -414,24 +414,59 @@ class IdentifyGreedyPolicy(BlindGreedyPolicy):
 
     def _fit_twin(self) -> Condition:
         base = self.env
-        ident = TwinIdentifier(base.system, dt_mean_condition(base.task_set))
-        if self.n_context > 0:
-            ctx = EdgeCloudEnv(condition=base.condition, task_set=base.task_set,
-                               config=base.config)
-            ctx.reset(seed=self.context_seed)
-            n_models = base.config.system.n_models
-            for t in range(self.n_context):
-                state = ctx.user_state
-                action = context_action(t, state, base.system.n_methods, n_models)
-                _, _, _, truncated, info = ctx.step(action.ravel())
-                ident.add(state, info)
-                if truncated:
-                    ctx.reset()  # no seed: the context stream continues, as in the evaluation
-        self.estimate = ident.estimate()
+        self.estimate = identify_condition(base.condition, base.task_set, base.config,
+                                           self.n_context, self.context_seed,
+                                           dt_mean_condition(base.task_set))
         return self.estimate.condition
 
     def __repr__(self) -> str:
         return f"IdentifyGreedyPolicy(n_context={self.n_context}, context_seed={self.context_seed})"
+
+
+def identify_condition(condition: Condition | str, task_set: TaskSet, config: Any,
+                       n_slots: int, seed: int, prior: Condition) -> TwinEstimate:
+    """The twin `TwinIdentifier` synchronises from ``n_slots`` slots of `condition`'s telemetry
+    (an `EdgeCloudEnv` of it reset with `seed`, playing `context_action`; episodes chained), with
+    `prior`'s values where nothing was observed. Only the physical system's answers (its user
+    states and ``info``) are read, never its condition."""
+    ident = TwinIdentifier(task_set.system, prior)
+    if n_slots > 0:
+        ctx = EdgeCloudEnv(condition=condition, task_set=task_set, config=config)
+        ctx.reset(seed=seed)
+        n_models = ctx.config.system.n_models
+        for t in range(n_slots):
+            state = ctx.user_state
+            action = context_action(t, state, ctx.system.n_methods, n_models)
+            _, _, _, truncated, info = ctx.step(action.ravel())
+            ident.add(state, info)
+            if truncated:
+                ctx.reset()  # no seed: the context stream continues, as in the evaluation
+    return ident.estimate()
+
+
+def identified_twins(task_set: TaskSet, config: Any, n_slots: int,
+                     seed: int = CONTEXT_SEED) -> tuple[TaskSet, list[dict[str, float]]]:
+    """`task_set` with each of the six DTs replaced by the twin identified from ``n_slots`` slots
+    of its own condition's telemetry (`identify_condition`; the prior for what was not observed
+    is the mean of the six DTs), and per DT the twin's error: mean |log(rho_est / rho_true)|
+    over all (user, model), over the identified ones, the share of (user, model) identified,
+    and the mean |a_est - a_true| of the peak accuracies (points). The test conditions are
+    untouched. ``n_slots = 0`` returns the DT mean as every twin."""
+    prior = dt_mean_condition(task_set)
+    conds, errors = dict(task_set.conditions), []
+    for true in task_set.dt:
+        est = identify_condition(true, task_set, config, n_slots, seed, prior)
+        conds[true.name] = replace(est.condition, name=true.name)
+        log_err = np.abs(np.log(est.condition.flop_per_bit / true.flop_per_bit))
+        seen = est.flop_observed
+        errors.append({"twin": true.name, "telemetry_slots": int(n_slots),
+                       "log_rho_error_all": float(log_err.mean()),
+                       "log_rho_error_identified": float(log_err[seen].mean())
+                       if seen.any() else float("nan"),
+                       "identified_share": float(seen.mean()),
+                       "peak_accuracy_error_pts": float(np.abs(
+                           est.condition.peak_accuracy - true.peak_accuracy).mean())})
+    return TaskSet(seed=task_set.seed, system=task_set.system, conditions=conds), errors
 
 
 HEURISTICS: dict[str, type[_Heuristic]] = {

@@ -139,6 +139,18 @@ class Profile:
     draws from its prior over conditions (`conditions.with_twin_samples`, domain randomisation);
     the slots collected per iteration stay those of the six DTs, spread over all conditions.
     Validation and the critic's held-out error stay on the six DTs. 0 = the DTs only (paper)."""
+    curve_iterations: tuple[int, ...] = ()
+    """Iterations, besides every ``eval_every``-th, at which the learning curve on T1-T3 is
+    scored (0: before any update, the untrained policy). Recorded only: validation, early
+    stopping and everything random in training are untouched, so a run's weights and final
+    scores are the same with or without them."""
+    twin_telemetry_slots: int = 0
+    """PEARL and SAC_DT: 0 = the six DTs are exact copies of their conditions (the paper's
+    assumption); n > 0 = each DT is the twin `policies.identified_twins` synchronises from n
+    slots of its own condition's telemetry (IdentifyGreedy's identification; what was never
+    observed keeps the DTs' mean), so meta-training sees twins with their identification error
+    (`twin_errors.csv` in the run folder). Validation and the critic's held-out error are then
+    on those twins too: the operator has nothing else."""
     actor_mode_methods: tuple[str, ...] = ()
     """Methods whose greedy policy takes the actor's mode although ``agent.greedy_critic`` is on
     (a per-method setting, chosen for each listed method by ``python -m ecmeta_lib tune`` on
@@ -162,10 +174,17 @@ class Profile:
                      "eval_every", "eval_slots", "val_slots", "final_slots", "checkpoint_every",
                      "heldout_slots"):
             _pos_int(name, getattr(self, name))
-        for name in ("initial_random_steps", "eval_context", "context_steps", "twin_samples"):
+        for name in ("initial_random_steps", "eval_context", "context_steps", "twin_samples",
+                     "twin_telemetry_slots"):
             v = getattr(self, name)
             if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 0:
                 raise ValueError(f"profile field {name} must be an integer >= 0, got {v!r}")
+        bad = [i for i in self.curve_iterations
+               if not isinstance(i, (int, np.integer)) or isinstance(i, bool)
+               or not 0 <= i <= self.iterations]
+        if bad:
+            raise ValueError(f"curve_iterations must be integers in [0, iterations="
+                             f"{self.iterations}], got {bad}")
         if self.lambda1 > self.t_train or self.lambda2 > self.t_train:
             raise ValueError(f"lambda1 ({self.lambda1}) and lambda2 ({self.lambda2}) must not "
                              f"exceed t_train ({self.t_train}), or those updates never happen")
@@ -192,7 +211,7 @@ class Profile:
         cfg = self.agent
         if method != "pearl":
             cfg = cfg.with_(latent_dim=0, user_embedding=True, random_context=False,
-                            context_probe="random")
+                            context_probe="random", adaptation_probe=None)
         if method in self.actor_mode_methods:
             cfg = cfg.with_(greedy_critic=False)
         return cfg
@@ -212,14 +231,15 @@ PROFILES: dict[str, Profile] = {
                               target_entropy=0.3),
             encoder=EncoderConfig(latent_dim=2, latent_per_user=True, encoder_hidden=32,
                                   encoder_layers=1, posterior_prior_factor=True,
-                                  encoder_decisions=True, random_context=True),
+                                  encoder_decisions=True, random_context=True,
+                                  adaptation_probe="round_robin_first"),
             optim=OptimConfig(lr=3e-3, critic_lr=1e-2, temperature_lr=3e-3, lr_cosine=True)),
         iterations=10, collect_steps=10, initial_random_steps=10, t_train=6, k_prime=2,
         lambda1=1, lambda2=1, batch_size=32, buffer_capacity=200, context_size=8,
         context_capacity=40, eval_every=5, eval_slots=4, val_slots=4, eval_context=4,
         final_slots=4, checkpoint_every=2, context_size_sampling=True, heldout_slots=4,
         explore_fraction=0.5, context_steps=4, twin_samples=2,
-        actor_mode_methods=("sac_dt", "sac_t_m")),
+        actor_mode_methods=("sac_dt", "sac_t_m"), curve_iterations=(0, 1)),
     "quick": Profile(
         name="quick", description="make reproduce default (run times: see the README)",
         agent=SACConfig(
@@ -232,7 +252,8 @@ PROFILES: dict[str, Profile] = {
                               target_entropy=0.3),
             encoder=EncoderConfig(latent_dim=8, latent_per_user=True, encoder_hidden=64,
                                   encoder_layers=2, kl_weight=1e-4, posterior_prior_factor=True,
-                                  encoder_decisions=True, random_context=True),
+                                  encoder_decisions=True, random_context=True,
+                                  adaptation_probe="round_robin_first"),
             optim=OptimConfig(lr=3e-3, critic_lr=1e-2, temperature_lr=3e-3, lr_cosine=True,
                               compiled_update=True)),
         iterations=100, collect_steps=40, initial_random_steps=40, t_train=80, k_prime=2,
@@ -240,7 +261,7 @@ PROFILES: dict[str, Profile] = {
         context_capacity=200, eval_every=10, eval_slots=20, val_slots=20, eval_context=20,
         final_slots=100, checkpoint_every=25, context_size_sampling=False,
         explore_fraction=0.5, context_steps=10, twin_samples=24,
-        actor_mode_methods=("sac_dt", "sac_t_m")),
+        actor_mode_methods=("sac_dt", "sac_t_m"), curve_iterations=(0, 1, 2, 3, 5, 7)),
     "paper": Profile(
         name="paper", description="Table I: AdamW 3e-5, batch 256, 5 x 700, lambda 10/40, "
                                   "T_train 40, beta 0.1, K' 2",
@@ -257,9 +278,11 @@ PROFILES: dict[str, Profile] = {
 PROFILES["catalogue"] = replace(
     PROFILES["quick"], name="catalogue",
     description="the quick profile on conditions from published models (ecmeta_lib.catalogue)",
-    env=EnvConfig(conditions=ConditionConfig(source="catalogue")))
+    env=EnvConfig(conditions=ConditionConfig(source="catalogue")), curve_iterations=())
 """The quick profile's learners and budget on catalogue conditions: twins from the twin
-families, T1-T3 from held-out ones (`docs/MODEL.md` §3.1); its runs have keys of their own."""
+families, T1-T3 from held-out ones (`docs/MODEL.md` §3.1); its runs have keys of their own.
+No Fig. 3 is drawn for it, so it scores no extra curve points (they change nothing else, and
+its SAC baselines keep their runs)."""
 
 
 def get_profile(name: str | Profile) -> Profile:

@@ -55,6 +55,7 @@ from .conditions import (
 )
 from .env import EdgeCloudEnv
 from .evaluation import CURVE_SEED, FINAL_SEED, HELDOUT_SEED, VALIDATION_SEED, evaluate
+from .policies import identified_twins
 from .profiles import Profile, get_profile, training_conditions
 from .rollout import probe_action, random_slots, rollout
 
@@ -122,6 +123,10 @@ class Trainer:
         self.val_names = training_conditions(method)
         self.task_set = make_task_set(task_seed, profile.env.system, profile.env.conditions)
         self.names = self.val_names
+        self.twin_errors: list[dict[str, float]] = []
+        if profile.twin_telemetry_slots and self.val_names == DT_NAMES:  # identified twins
+            self.task_set, self.twin_errors = identified_twins(
+                self.task_set, profile.env, profile.twin_telemetry_slots)
         if profile.twin_samples and self.val_names == DT_NAMES:
             self.task_set = with_twin_samples(self.task_set, profile.twin_samples,
                                               profile.env.conditions)
@@ -263,14 +268,7 @@ class Trainer:
         """The learning curve on T1-T3 (recorded only) and the validation on the agent's own
         training conditions (selects the best weights: no test leakage)."""
         p, it = self.profile, self.iteration
-        for s in _score(self.agent, self.method, TEST_NAMES, self.task_set, p, p.eval_slots,
-                        CURVE_SEED):
-            self.curve_rows.append({"method": self.method, "seed": self.seed,
-                                    "env_steps": self.env_steps, "iteration": it,
-                                    "condition": s["condition"],
-                                    "mean_latency_s": s["mean_latency_s"],
-                                    "cloud_share": s["cloud_share"],
-                                    "accuracy_violation_rate": s["accuracy_violation_rate"]})
+        self.score_curve()
         val = _score(self.agent, self.method, self.val_names, self.task_set, p, p.val_slots,
                      VALIDATION_SEED)
         score = float(np.mean([s["mean_latency_s"] for s in val]))
@@ -280,6 +278,19 @@ class Trainer:
             self.best = {"score": score, "iteration": it,
                          "state": {k: v.detach().cpu().clone()
                                    for k, v in self.agent.state_dict().items()}}
+
+    def score_curve(self) -> None:
+        """One point of the learning curve: the greedy policy on T1-T3 (``eval_slots`` slots
+        from `CURVE_SEED`), recorded, never used to choose anything."""
+        p, it = self.profile, self.iteration
+        for s in _score(self.agent, self.method, TEST_NAMES, self.task_set, p, p.eval_slots,
+                        CURVE_SEED):
+            self.curve_rows.append({"method": self.method, "seed": self.seed,
+                                    "env_steps": self.env_steps, "iteration": it,
+                                    "condition": s["condition"],
+                                    "mean_latency_s": s["mean_latency_s"],
+                                    "cloud_share": s["cloud_share"],
+                                    "accuracy_violation_rate": s["accuracy_violation_rate"]})
 
     # --- persistence ---------------------------------------------------------------------
     def save(self) -> None:
@@ -320,6 +331,8 @@ class Trainer:
         pd.DataFrame(self.curve_rows, columns=CURVE_COLUMNS).to_csv(self.run_dir / "curve.csv",
                                                                     index=False)
         pd.DataFrame(self.log_rows).to_csv(self.run_dir / "train_log.csv", index=False)
+        if self.twin_errors:
+            pd.DataFrame(self.twin_errors).to_csv(self.run_dir / "twin_errors.csv", index=False)
 
     def finish(self) -> pd.DataFrame:
         """Best agent -> agent.pt; its greedy policy on T1-T3 with the oracle -> final.csv."""
@@ -381,6 +394,8 @@ def train(method: str, profile: str | Profile, seed: int, run_dir: str | os.Path
     run = Trainer(method, profile, int(seed), run_dir, int(task_seed), resolve_device(device))
     run.restore()
     start_iter = run.iteration
+    if start_iter == 0 and 0 in profile.curve_iterations:  # the untrained policy
+        run.score_curve()
     bar = tqdm(total=profile.iterations, initial=start_iter, desc=f"{method} s{seed}",
                disable=not progress, leave=False)
     try:
@@ -394,6 +409,8 @@ def train(method: str, profile: str | Profile, seed: int, run_dir: str | os.Path
                 run.write_csvs()
                 bar.set_postfix(val=f"{run.log_rows[-1]['validation_latency_s']:.4f}",
                                 best=f"{run.best['score']:.4f}")
+            elif it in profile.curve_iterations:
+                run.score_curve()
             if it % profile.checkpoint_every == 0 or it == profile.iterations:
                 run.save()
             bar.update(1)

@@ -416,6 +416,7 @@ def test_compiled_update_needs_the_joint_actor_and_keeps_eager_keys() -> None:
     del payload["agent"]["compiled_update"]
     del payload["agent"]["context_probe"]  # "random", the code before it: out of the key too
     del payload["env"]["conditions"]["source"]  # at its default, out of every key
+    del payload["twin_telemetry_slots"]  # likewise (0: exact twins)
     actor_mode = payload.pop("actor_mode_methods")
     assert "pearl" not in actor_mode
     import hashlib

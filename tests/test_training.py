@@ -172,3 +172,23 @@ def test_nan_loss_stops_with_clear_error_and_keeps_checkpoint(tmp_path) -> None:
 def test_profile_type_errors() -> None:
     with pytest.raises(TypeError):
         Profile(**{**PROFILES["smoke"].__dict__, "agent": "sac"})
+
+
+def test_curve_iterations_add_points_and_change_nothing_else(tmp_path) -> None:
+    """Extra curve points (iteration 0, the untrained policy, and early ones) are recorded
+    only: the weights, the validation log and the final scores are those of a run without
+    them, bit for bit; the curve has the extra iterations and keeps every eval_every point."""
+    plain = train("pearl", replace(TINY, curve_iterations=()), 0, tmp_path / "plain",
+                  progress=False)
+    dense = train("pearl", replace(TINY, curve_iterations=(0, 1, 3)), 0, tmp_path / "dense",
+                  progress=False)
+    assert sorted(set(plain.curve.iteration)) == [2, 4, 5]
+    assert sorted(set(dense.curve.iteration)) == [0, 1, 2, 3, 4, 5]
+    merged = dense.curve[dense.curve.iteration.isin([2, 4, 5])].reset_index(drop=True)
+    pd.testing.assert_frame_equal(merged, plain.curve)
+    pd.testing.assert_frame_equal(dense.final, plain.final)
+    for k, v in plain.agent.state_dict().items():
+        assert torch.equal(v, dense.agent.state_dict()[k]), k
+    assert dense.curve[dense.curve.iteration == 0].env_steps.eq(0).all()
+    with pytest.raises(ValueError, match="curve_iterations must be integers in"):
+        replace(TINY, curve_iterations=(0, 6))

@@ -143,7 +143,13 @@ class EncoderConfig:
     and in adaptation alike - "random" (uniform actions), "round_robin" (IdentifyGreedy's
     informative order, `policies.context_action`: every (user, model) within |F| slots) or
     "round_robin_first" (its first block of |F| slots, then uniform; `rollout.probe_action`).
-    Ours."""
+    Ours. Both round-robins made meta-training worse on validation (`docs/tuning/
+    context_probe.csv`): "random" is the quick profile's."""
+    adaptation_probe: str | None = None
+    """PEARL with ``random_context``: the probe of the n adaptation slots alone (None: the
+    ``context_probe`` of meta-training). Ours: "round_robin_first" in the quick profile - its
+    first |F| slots show every user each model once, so one transition already helps (chosen
+    on validation task seed 100, `docs/tuning/adaptation_probe.csv`)."""
 
 
 @dataclass(frozen=True)
@@ -224,6 +230,9 @@ RULES: tuple[Rule, ...] = (
     Rule("context_probe other than 'random' needs random_context=True (it is that policy's "
          "order)", lambda c: c["context_probe"] != "random", _on("random_context"),
          ("context_probe", "random")),
+    Rule("adaptation_probe needs random_context=True (it is that policy's order)",
+         lambda c: c["adaptation_probe"] is not None, _on("random_context"),
+         ("adaptation_probe", None)),
     Rule("encoder_decisions needs latent_per_user=True (per-user encoder)",
          _on("encoder_decisions"), _on("latent_per_user"), ("encoder_decisions", False)),
 )
@@ -252,6 +261,9 @@ def _check(flat: dict[str, Any]) -> None:
     if flat["context_probe"] not in CONTEXT_PROBES:
         raise ValueError(f"context_probe must be one of {CONTEXT_PROBES}, "
                          f"got {flat['context_probe']!r}")
+    if flat["adaptation_probe"] not in (None, *CONTEXT_PROBES):
+        raise ValueError(f"adaptation_probe must be None or one of {CONTEXT_PROBES}, "
+                         f"got {flat['adaptation_probe']!r}")
     if flat["arch"] not in ("flat", "structured"):
         raise ValueError(f"arch must be 'flat' or 'structured', got {flat['arch']!r}")
     v = flat["latent_dim"]
