@@ -157,6 +157,14 @@ ABLATIONS: dict[str, Ablation] = {a.name: a for a in [
     Ablation("twin_samples", {"twin_samples": 0},
              "meta-training on the six DTs alone, as in the paper, instead of also on conditions "
              "the twin draws from its prior over conditions", methods=("pearl", "sac_dt")),
+    Ablation("adaptation_probe", {"agent.adaptation_probe": None},
+             "PEARL's n adaptation slots uniformly random, as its meta-training's context "
+             "slots, instead of one identify-then-greedy round-robin block first "
+             "(meta-training is the same: only PEARL(n) can move)", pearl_only=True),
+    Ablation("identified_twins", {"twin_telemetry_slots": 2},
+             "the twin-fidelity study: meta-training on twins identified from 2 slots of each "
+             "DT condition's telemetry (`policies.identified_twins`, with their error) instead "
+             "of exact copies, which the paper assumes", methods=("pearl",), turns_on=True),
     Ablation("no_next_obs", {"agent.encoder_next_obs": True},
              "the encoder also reads s' (the paper's (s, a, r, s')); s' is i.i.d. and carries "
              "nothing about the condition", pearl_only=True),

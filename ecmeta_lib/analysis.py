@@ -440,3 +440,118 @@ def latent_separation(latents: pd.DataFrame) -> pd.DataFrame:
         rows.append({"n_context": int(n), "between": float(between), "within": float(within),
                      "ratio": float(between / within) if within and within > 0 else np.nan})
     return pd.DataFrame(rows)
+
+
+def adaptation_diagnosis_table(run_dir: Path | str, profile: StudyLike,
+                               conditions: Sequence[str] = TEST_NAMES, *,
+                               n_context: Sequence[int] = (0, 1, 2, 5, 10, 20, 50),
+                               task_seed: int | None = None) -> pd.DataFrame:
+    """`agent_policies.adaptation_diagnosis` of a finished PEARL run on `conditions`, for the
+    uniform probe and the agent's own adaptation probe (once if they are the same), cached in
+    the run's folder (``diagnosis-<hash>.csv``: the run's agent is fixed once it finished)."""
+    from .agent_policies import adaptation_diagnosis
+    from .checkpoints import load_agent
+
+    study = Study.of(profile, task_seed=task_seed)
+    prof, run_dir = study.profile, Path(run_dir)
+    enc = prof.agent.encoder
+    probes = tuple(dict.fromkeys(("random", enc.adaptation_probe or enc.context_probe)))
+    key = digest({"run": run_dir.name, "conditions": list(conditions),
+                  "n_context": list(n_context), "probes": list(probes),
+                  "task_seed": study.task_seed, "version": __version__})
+
+    def compute() -> pd.DataFrame:
+        agent = load_agent(run_dir)
+        return pd.concat([adaptation_diagnosis(agent, name, task_set=study.task_set,
+                                               config=prof.env, n_context=n_context,
+                                               probes=probes) for name in conditions],
+                         ignore_index=True)
+
+    return cached_csv(run_dir / f"diagnosis-{key}.csv", compute)
+
+
+def adaptation_diagnosis_reading(diag: pd.DataFrame, finals: pd.DataFrame | None = None) -> str:
+    """What `adaptation_diagnosis_table` says, in sentences computed from it: whether one
+    transition hurts under each probe, how calibrated the posterior is, the floor that ample
+    context leaves on the test conditions against the training twins, and the critic's error
+    there (against SAC_DT's final error when `finals` has it)."""
+    test = diag[diag.condition.isin(TEST_NAMES)]
+    twins = diag[~diag.condition.isin(TEST_NAMES)]
+    g = test.groupby(["probe", "n_context"]).mean(numeric_only=True)
+    ref = int(diag.n_context.max())
+    out = ["**What the table shows.**"]
+    for probe in dict.fromkeys(test.probe):
+        p0, p1 = g.loc[(probe, 0), "gap_to_oracle_pct"], g.loc[(probe, 1), "gap_to_oracle_pct"]
+        verdict = "hurts" if p1 > p0 else "helps"
+        out.append(f"With the {probe!r} probe, one transition {verdict} on T1-T3 "
+                   f"(PEARL(0) {p0:+.1f} %, PEARL(1) {p1:+.1f} %).")
+    rand = g.loc["random"]
+    n_mid = 20 if 20 in rand.index else int(rand.index[rand.index < ref].max())
+    cal = rand.loc[n_mid, "calibration"]
+    where = (f"after {n_mid} random transitions its mean is on average {np.sqrt(cal):.1f} "
+             f"posterior standard deviations from where {ref} take it (calibration {cal:.1f}; "
+             "1 is calibrated)")
+    out.append(f"The posterior is overconfident: {where}, so a few transitions move z_u further "
+               "than their information warrants, which makes what they show matter."
+               if cal > 3 else f"The posterior is about as wide as its error: {where}.")
+    floor_t = rand.loc[ref, "gap_to_oracle_pct"]
+    err_t = rand.loc[ref, "critic_rmse_s"]
+    line = (f"With {ref} transitions PEARL is still {floor_t:+.1f} % above the oracle on T1-T3 "
+            f"(critic error {1e3 * err_t:.1f} ms per user; at n = {n_mid}: "
+            f"{rand.loc[n_mid, 'gap_to_oracle_pct']:+.1f} %, "
+            f"{1e3 * rand.loc[n_mid, 'critic_rmse_s']:.1f} ms)")
+    if len(twins):
+        gt = twins[(twins.probe == "random") & (twins.n_context == ref)]
+        floor_g = gt.gap_to_oracle_pct.mean()
+        line += (f", and {floor_g:+.1f} % on its own training twins "
+                 f"({', '.join(dict.fromkeys(twins.condition))}; critic "
+                 f"{1e3 * gt.critic_rmse_s.mean():.1f} ms)")
+        line += (": the unseen conditions cost little beyond the twins, so what limits PEARL is "
+                 "how well its critic fits, not the twin pool's coverage."
+                 if floor_t - floor_g < 1.5 else
+                 ": the unseen conditions cost more than the twins, so coverage matters too.")
+    else:
+        line += "."
+    out.append(line)
+    if finals is not None and "critic_rmse_s" in finals and (finals.method == "sac_dt").any():
+        out.append(f"(SAC_DT's critic, without z, errs by "
+                   f"{1e3 * finals[finals.method == 'sac_dt'].critic_rmse_s.mean():.1f} ms.)")
+    return " ".join(out)
+
+
+def twin_fidelity_yardsticks(profile: StudyLike, telemetry_slots: int, *,
+                             n_context: Sequence[int] = (0, 5, 20),
+                             task_seed: int | None = None,
+                             results_root: Path | str | None = None
+                             ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Identify-then-greedy when the digital twins are identified rather than exact copies.
+
+    Its twins enter only as the prior for what its own n context slots did not observe (their
+    mean; n = 0 is blind greedy on it), so it is scored on T1-T3 (the final slots) with the
+    exact DTs' mean and with the mean of the DTs `policies.identified_twins` synchronises from
+    ``telemetry_slots`` slots each. Returns (scores: twins, n_context, condition,
+    gap_to_oracle_pct, mean_latency_s; twin errors: one row per DT), cached in the profile's
+    results folder."""
+    from .policies import identified_twins
+
+    study = Study.of(profile, task_seed=task_seed, results_root=results_root)
+    prof = study.profile
+    ident, errors = identified_twins(study.task_set, prof.env, telemetry_slots)
+    key = digest({"profile": prof, "task_seed": study.task_seed, "slots": telemetry_slots,
+                  "n_context": list(n_context), "version": __version__})
+
+    def compute() -> pd.DataFrame:
+        rows = []
+        for twins, task_set in (("exact", study.task_set), ("identified", ident)):
+            for n in n_context:
+                for name in TEST_NAMES:
+                    s = evaluate(IdentifyGreedyPolicy(int(n)), name, n_slots=prof.final_slots,
+                                 seed=FINAL_SEED, task_set=task_set, config=prof.env).summary
+                    rows.append({"twins": twins, "telemetry_slots": telemetry_slots,
+                                 "n_context": int(n), "condition": name,
+                                 "mean_latency_s": s["mean_latency_s"],
+                                 "gap_to_oracle_pct": s["gap_to_oracle_pct"]})
+        return pd.DataFrame(rows)
+
+    scores = cached_csv(study.profile_dir / f"twin-fidelity-{key}.csv", compute)
+    return scores, pd.DataFrame(errors)

@@ -531,3 +531,31 @@ def ablations_figure(effects: pd.DataFrame, out_dir: Path | str | None = None,
     _legend_below(fig, axes[0, 0], y=0.0)
     _save(fig, out_dir, stem)
     return fig
+
+
+def probe_curves(curve: pd.DataFrame, out_dir: Path | str | None = None,
+                 stem: str = "08_adaptation_probe") -> plt.Figure:
+    """PEARL's gap to the oracle (%) against its context size n, one line per adaptation probe
+    (column ``probe``), mean and 95% band over seeds (column ``seed``, gap in ``gap``), per
+    test condition; n = 0 is drawn at 0.5 on the log axis."""
+    _style()
+    conds = [c for c in TEST_NAMES if c in set(curve.condition)]
+    fig, axes = plt.subplots(1, len(conds), figsize=(5.0 * len(conds), 3.8), squeeze=False,
+                             sharey=True)
+    colors = dict(zip(dict.fromkeys(curve.probe), sns.color_palette("colorblind"), strict=False))
+    for ax, cond in zip(axes[0], conds, strict=True):
+        for probe, g in curve[curve.condition == cond].groupby("probe", sort=False):
+            rows = [(n, *mean_ci(h.gap.to_numpy())) for n, h in g.groupby("n_context")]
+            n, m, lo, hi = (np.array(v, dtype=float) for v in zip(*rows, strict=True))
+            x = np.where(n == 0, 0.5, n)
+            ax.plot(x, m, marker="o", ms=4, color=colors[probe], label=probe)
+            ax.fill_between(x, lo, hi, color=colors[probe], alpha=0.15, lw=0)
+        ax.set_xscale("log")
+        ax.set_xlabel("context transitions n (n = 0 at 0.5)")
+        ax.set_title(f"test condition {cond}")
+        ax.axhline(0, color="black", lw=1)
+    axes[0, 0].set_ylabel("PEARL(n): gap to the oracle (%)")
+    axes[0, 0].legend(frameon=False, fontsize=9)
+    fig.tight_layout()
+    _save(fig, out_dir, stem)
+    return fig

@@ -22,9 +22,11 @@
 # Protocol (`ecmeta_lib.training.adaptation_curve`): for each context size $n$, the meta-policy
 # collects $n$ transitions on the test condition in a separate copy of the environment
 # (exploring: in PEARL $z$ is drawn from the running posterior and the actions are sampled; with
-# the quick profile's `random_context` the context actions are uniformly random, an exploration
-# policy that shows every model), then freezes $z$ at the posterior mean and is scored greedily
-# by the harness — on the **same slots for every $n$**, so
+# the quick profile's `random_context` the context actions follow an exploration policy that
+# shows every model: its `adaptation_probe` "round_robin_first" plays identify-then-greedy's
+# round-robin for the first $|F|$ slots, so that each user runs each model once, then uniformly
+# random actions, as in meta-training), then freezes $z$ at the posterior mean and is scored
+# greedily by the harness — on the **same slots for every $n$**, so
 # PEARL($n$) against PEARL(0) is a paired comparison. SAC_DT, trained on the same six DTs without
 # an encoder, cannot adapt: its latency is one line.
 #
@@ -42,6 +44,7 @@ figures_dir = "figures"  # relative to the repository root (or absolute)
 n_seeds = 3
 workers = 2
 results_dir = None
+task_seeds = [0, 42]  # the reported task seed and the held-out one (read where their runs exist)
 
 # %%
 import pandas as pd
@@ -49,6 +52,7 @@ import torch
 from IPython.display import Markdown, display
 
 from ecmeta_lib import analysis, claims, plots, runner
+from ecmeta_lib.conditions import TEST_NAMES
 from ecmeta_lib.profiles import get_profile
 
 results, figures = runner.notebook_paths(results_dir, figures_dir)
@@ -156,10 +160,63 @@ if prof.agent.encoder.latent_per_user:
         "**What the table shows.** Held-out $R^2$ of the lightest model's compute intensity "
         f"{r2.iloc[0]:.2f}, of the middle one {r2.iloc[1]:.2f}, of the heaviest {r2.iloc[-1]:.2f} "
         "(means over seeds). "
-        + ("The context actions here are uniformly random (`random_context`), so every model "
-           "is seen about equally often: what the latents miss is not in want of data but of "
-           "what the encoder learned to extract from it."
+        + ("The context actions here are the exploration policy's (`random_context`: a "
+           "round-robin block, then uniformly random), so every model is seen: what the "
+           "latents miss is not in want of data but of what the encoder learned to extract "
+           "from it."
            if prof.agent.encoder.random_context else
            "The latents identify what the context shows: the meta-policy's own actions mostly "
            "run the lightest model, so its context says little about the heavier ones. "
            "Identify-then-greedy chooses its context actions to see every model.")))
+
+
+# %% [markdown]
+# ## Why PEARL($n$) is where it is
+# `agent_policies.adaptation_diagnosis` takes the first PEARL seed apart, condition by condition:
+# per context probe and $n$, the gap to the oracle (the adaptation protocol), the critic's
+# per-user latency error on held-out random-action slots at the posterior mean $z$, the
+# posterior's mean standard deviation, and its **calibration** - the mean of
+# $(\mu_n - \mu_{200})^2 / \sigma_n^2$, about 1 for a posterior whose width matches how far its
+# mean still is from where 200 transitions take it. The row $n = 200$ is what the encoder and
+# critic reach with ample context: the part of the gap that no context closes. Two of the
+# agent's own training twins (G1, G2) are taken apart the same way: if PEARL did as badly on the
+# conditions it was trained on, the twin pool's coverage is not what limits it.
+
+# %%
+agent_dir = table[table.method == "pearl"].dir.iloc[0]
+diag = analysis.adaptation_diagnosis_table(agent_dir, profile, TEST_NAMES + ("G1", "G2"),
+                                           n_context=(0, 1, 2, 5, 10, 20, 50))
+shown = (diag.assign(group=diag.condition.map(lambda c: "T1-T3" if c in TEST_NAMES
+                                              else "twins G1, G2"))
+         .groupby(["group", "probe", "n_context"])
+         [["gap_to_oracle_pct", "critic_rmse_s", "posterior_sd", "calibration"]].mean())
+display(shown.assign(critic_rmse_s=1e3 * shown.critic_rmse_s).round(2)
+        .rename(columns={"gap_to_oracle_pct": "gap (%)", "critic_rmse_s": "critic error (ms)"}))
+
+# %%
+display(Markdown(analysis.adaptation_diagnosis_reading(diag, finals)))
+
+# %% [markdown]
+# ## Both task seeds
+# PEARL($n$)'s gap to the oracle, mean over seeds, on the reported task seed and on the held-out
+# one (task seed 42, which nobody tuned on), read from their runs where they exist.
+
+# %%
+rows = []
+for ts in task_seeds:
+    t = runner.run_table(profile, ["pearl"], seeds, results_root=results, task_seed=ts)
+    if not t.done.all():
+        display(Markdown(f"Task seed {ts}: not all PEARL runs are in `{results}`; produce them "
+                         f"with `python -m ecmeta_lib run --profile {profile} --seeds "
+                         f"{' '.join(map(str, seeds))} --task-seed {ts}`."))
+        continue
+    a = analysis.load_adaptation(t)
+    b = analysis.baselines(profile, results_root=results, task_seed=ts)
+    orc = b[b.method == "oracle"].set_index("condition").mean_latency_s
+    a = a.assign(gap=100 * (a.mean_latency_s / a.condition.map(orc) - 1), task_seed=ts)
+    rows.append(a)
+if rows:
+    both = pd.concat(rows)
+    display(both.pivot_table(index=["task_seed", "condition"], columns="n_context",
+                             values="gap").round(2)
+            .rename_axis(columns="PEARL(n): gap to oracle (%), mean over seeds"))

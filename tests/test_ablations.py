@@ -41,7 +41,9 @@ def test_every_active_ablation_is_valid_and_changes_only_its_fields(profile: str
         ruled = {f"agent.{k}" for k in couplings(merged)}
         assert set(changed) <= set(ab.overrides) | ruled, (name, changed)
         for key in ruled & set(changed):
-            assert ablations._get(prof, key) is False or key == "agent.twin_critics", key
+            # each rule turns its dependent choice to its "off" value (False, or the default)
+            assert ablations._get(prof, key) in (False, None, "random") \
+                or key == "agent.twin_critics", key
         switched = {k for k in ab.switch if ablations._get(base, k) != ab.switch[k]}
         assert switched and switched <= set(changed), name
         for key, value in ab.overrides.items():
@@ -113,8 +115,9 @@ def test_ablation_specs_skip_pearl_only_switches_for_sac() -> None:
     assert (None, "pearl") in by and (None, "sac_aisf_1") in by
     for name in ablations.active(get_profile("quick")):
         assert (name, "pearl") in by
-        expected = not ablations.ABLATIONS[name].pearl_only and name != "twin_samples"
-        assert ((name, "sac_aisf_1") in by) == expected  # twin samples: PEARL and SAC_DT only
+        expected = ablations.ABLATIONS[name].applies_to("sac_aisf_1")
+        assert ((name, "sac_aisf_1") in by) == expected  # e.g. twin samples: PEARL, SAC_DT
+    assert ("twin_samples", "sac_aisf_1") not in by and ("kl_weight", "sac_aisf_1") not in by
     assert all(s.task_seed == 7 for s in specs) and len(specs) == 2 * len(by)
 
 
