@@ -68,13 +68,20 @@ def digest(payload: Any, length: int = 10) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
-def run_key(method: str, profile: Any, seed: int, task_seed: int) -> str:
-    """The run's key (16 hex digits): its method, profile, seeds and `KEY_VERSION`."""
+def profile_payload(profile: Any, method: str = "pearl") -> dict[str, Any]:
+    """A profile as it enters a key: `jsonable`, less the agent fields at their silent value
+    (`RUN_KEY_SILENT`) and, for a method other than PEARL, PEARL's own (`PEARL_ONLY_KEY_FIELDS`)."""
     prof = jsonable(profile)
     agent = prof["agent"]
     for name, silent in RUN_KEY_SILENT.items():
         if agent.get(name) == silent or (method != "pearl" and name in PEARL_ONLY_KEY_FIELDS):
             agent.pop(name, None)
+    return prof
+
+
+def run_key(method: str, profile: Any, seed: int, task_seed: int) -> str:
+    """The run's key (16 hex digits): its method, profile, seeds and `KEY_VERSION`."""
+    prof = profile_payload(profile, method)
     actor_mode = prof.pop("actor_mode_methods")
     payload = {"method": method, "profile": prof, "seed": seed, "task_seed": task_seed,
                "version": KEY_VERSION}

@@ -36,7 +36,7 @@ from typing import Any
 import pandas as pd
 
 from . import executors
-from .cache import digest, write_csv
+from .cache import digest, profile_payload, write_csv
 from .conditions import make_task_set
 from .detection import detection_metrics
 from .lifecycle import LiveIdentifyGreedy, get_scenario_config, make_scenario
@@ -79,14 +79,23 @@ IDENTIFY_CONTEXT = 9
 """Live context slots of the identifying greedy (|F| x |M|: every (model, quality) pair)."""
 
 
+LIFECYCLE_SILENT = ("curve_iterations", "adaptation_probe")
+"""Profile and agent fields left out of a scenario's key: the extra learning-curve points change
+no weight (tested) and PEARL online probes with its own `PEARL_PROBE`, so streams cached before
+those fields existed stay valid."""
+
+
 def scenario_dir(profile: str, scenario_seed: int, task_seed: int,
                  results_root: Path | str) -> Path:
     """The folder of one scenario's traces."""
-    prof = get_profile(profile)
+    prof = profile_payload(get_profile(profile))
+    for name in LIFECYCLE_SILENT:  # fields the running system never reads
+        prof.pop(name, None)
+        prof["agent"].pop(name, None)
     scen = get_scenario_config(profile)
     payload = {"profile": prof, "scenario": scen, "scenario_seed": scenario_seed,
                "task_seed": task_seed}
-    if prof.env.conditions.source != "uniform":
+    if get_profile(profile).env.conditions.source != "uniform":
         # an event announces the users whose models changed (a catalogue AiSF may have no newer
         # model): on uniform streams every drawn user changes, so their keys stay as they were
         payload["announced"] = "changed users"
