@@ -35,9 +35,13 @@ import torch
 
 from .agents import ActionSpec, ContextBuffer, DiscreteSACAgent, ReplayBuffer
 from .agents.config import SACConfig
-from .policies import context_action
+from .detection import executed_latency
+from .policies import TwinIdentifier, context_action, dt_mean_condition
 from .rollout import decisions_of
+from .slot import option_table
 
+RESIDUALS = ("critic", "twin")
+"""What PEARL online's change detector compares each latency with (`PEARLOnline`)."""
 PROBES = ("round_robin", "random")
 """What a user plays while its context is open: IdentifyGreedy's informative round robin over
 (model, data quality) (`policies.context_action`), or uniformly random actions (the quick
@@ -57,14 +61,20 @@ class PEARLOnline:
         seed: seeds the random probe.
         detector: a `detection.CusumDetector` for unannounced upgrades: ``info["upgrade"]`` is
             then ignored and the users it flags restart their context, the residual being the
-            log of each settled user's latency over what the critic predicts for the action it
-            took under z_u; ``detections`` lists (slot, user) of every flag.
+            log of each settled user's latency over what the ``residual`` predicts for what it
+            executed; ``detections`` lists (slot, user) of every flag.
+        residual: "critic" (the critic's latency of the action taken under z_u) or "twin"
+            (ours: the latency of the executed decisions on a digital twin that a
+            `policies.TwinIdentifier` keeps synchronised from every live slot's telemetry - the
+            probes are identify-then-greedy's, so every (user, model) is identified within
+            |F| of them; a flagged user's records are forgotten with its context).
         name: the controller's name in the results.
     """
 
     def __init__(self, agent: DiscreteSACAgent, n_context: int = 20, *,
                  probe: str = "round_robin", accumulate: bool = False, seed: int = 0,
-                 detector: Any | None = None, name: str | None = None) -> None:
+                 detector: Any | None = None, residual: str = "critic",
+                 name: str | None = None) -> None:
         if agent.encoder is None:
             raise ValueError("PEARLOnline needs a PEARL agent (one with a context encoder)")
         if not isinstance(n_context, (int, np.integer)) or n_context < 0:
@@ -73,7 +83,11 @@ class PEARLOnline:
             raise ValueError(f"probe must be one of {PROBES}, got {probe!r}")
         self.agent, self.n_context, self.probe, self.seed = agent, int(n_context), probe, seed
         self.accumulate = bool(accumulate)
-        self.detector = detector
+        if residual not in RESIDUALS:
+            raise ValueError(f"residual must be one of {RESIDUALS}, got {residual!r}")
+        self.detector, self.residual = detector, residual
+        self.identifier: TwinIdentifier | None = None
+        self._state: Any = None
         self.detections: list[tuple[int, int]] = []
         self.name = name or f"pearl_online[{n_context}]"
         self.per_user = bool(agent.cfg.encoder.latent_per_user)
@@ -89,6 +103,8 @@ class PEARLOnline:
         self._count = np.zeros(u, dtype=np.int64)
         self._one = ContextBuffer(1, base.observation_space.shape[0], (u, 3))
         self._rng = np.random.default_rng(self.seed)
+        if self.residual == "twin":
+            self.identifier = TwinIdentifier(base.system, dt_mean_condition(base.task_set))
         self._update_z()
 
     def _update_z(self) -> None:
@@ -102,7 +118,22 @@ class PEARLOnline:
         """(U,) bool: users whose context is still open (they probe on the next slot)."""
         return self._count < self.n_context
 
+    def _predicted(self, obs: np.ndarray, action: np.ndarray,
+                   info: dict[str, Any]) -> np.ndarray:
+        """(U,) latency (s) the residual's model predicts for this slot."""
+        if self.residual == "twin":
+            twin = option_table(self.env.system, self.identifier.estimate().condition,
+                                self._state)
+            return executed_latency(twin, np.stack([info["ds"], info["placement"],
+                                                    info["model"]], axis=-1))
+        with torch.no_grad():
+            return self.agent.predicted_latency(
+                self.agent._t(obs).reshape(1, -1),
+                torch.as_tensor(np.asarray(action).reshape(1, -1, 3), dtype=torch.int64),
+                self.z.reshape(1, *self.z.shape))[0].numpy()
+
     def act(self, obs: np.ndarray) -> np.ndarray:
+        self._state = self.env.user_state
         ctx = self.in_context
         action = self.agent.act(obs, self.z, greedy=True).reshape(-1, 3)
         if ctx.any():
@@ -122,15 +153,14 @@ class PEARLOnline:
     def observe(self, obs: np.ndarray, action: np.ndarray, reward: float, next_obs: np.ndarray,
                 info: dict[str, Any]) -> None:
         if self.detector is not None:  # unannounced: a flagged user's slot is already new
-            with torch.no_grad():
-                pred = self.agent.predicted_latency(
-                    self.agent._t(obs).reshape(1, -1),
-                    torch.as_tensor(np.asarray(action).reshape(1, -1, 3), dtype=torch.int64),
-                    self.z.reshape(1, *self.z.shape))[0].numpy()
-            flagged = self.detector.update(np.log(info["latency"]) - np.log(pred),
-                                           valid=~self.in_context)
+            flagged = self.detector.update(np.log(info["latency"]) - np.log(self._predicted(
+                obs, action, info)), valid=~self.in_context)
             self.detections += [(int(info["slot"]), int(u)) for u in np.flatnonzero(flagged)]
             self._restart(flagged)
+            if self.identifier is not None:
+                self.identifier.forget(flagged)  # before adding the slot: it shows the new models
+        if self.identifier is not None:
+            self.identifier.add(self._state, info)
         ctx = np.ones_like(self._count, dtype=bool) if self.accumulate else self.in_context
         if ctx.any():
             self._one.add(obs, action, reward, next_obs, info["latency"], decisions_of(info))

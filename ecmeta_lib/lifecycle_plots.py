@@ -27,19 +27,21 @@ LIFECYCLE_LABELS = {
     "sac_finetune": "SAC fine-tuned (from SAC_DT)",
     "identify_greedy": "identify-then-greedy (live)",
     "identify_greedy_detect": "identify-then-greedy, unannounced (CUSUM)",
-    "pearl_online_detect": "PEARL online, unannounced (CUSUM)",
+    "pearl_online_detect": "PEARL online, unannounced (CUSUM on the critic)",
+    "pearl_online_twin_detect": "PEARL online, unannounced (CUSUM on the twin)",
     "pearl_continual": "PEARL online, twin pool that grows",
     "blind_greedy": "blind greedy",
     "greedy": "greedy (knows the condition)",
     "random": "random",
     "oracle": "oracle (per-slot MILP)",
 }
-LIFECYCLE_ORDER = ["pearl_online", "pearl_continual", "pearl_online_detect", "identify_greedy",
+LIFECYCLE_ORDER = ["pearl_online", "pearl_continual", "pearl_online_detect",
+                   "pearl_online_twin_detect", "identify_greedy",
                    "identify_greedy_detect", "sac_dt", "sac_finetune", "sac_retrain",
                    "blind_greedy", "greedy", "random"]
 _STYLE_OF = {"pearl_online": "pearl", "sac_retrain": "sac_aisf_1", "sac_finetune": "sac_t_m",
              "pearl_continual": "sac_aisf_2", "pearl_online_detect": "sac_aisf_3",
-             "identify_greedy_detect": "sac_aisf_3"}
+             "identify_greedy_detect": "sac_aisf_3", "pearl_online_twin_detect": "sac_aisf_3"}
 GAP_FLOOR = 0.5
 """Lower end (%) of the gap axis of `stream_figure`."""
 FIGURE_METHODS = ["pearl_online", "pearl_continual", "identify_greedy", "sac_dt", "sac_retrain",
@@ -186,7 +188,8 @@ def detection_table(table: pd.DataFrame) -> pd.DataFrame:
     on the stream and on an upgrade-free one, and their stream gap beside the announced one's."""
     rows = []
     for m, base in (("identify_greedy_detect", "identify_greedy"),
-                    ("pearl_online_detect", "pearl_online")):
+                    ("pearl_online_detect", "pearl_online"),
+                    ("pearl_online_twin_detect", "pearl_online")):
         g, b = table[table.method == m], table[table.method == base]
         if g.empty:
             continue

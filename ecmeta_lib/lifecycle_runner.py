@@ -45,13 +45,15 @@ from .profiles import get_profile
 
 CONTROLLERS: tuple[str, ...] = ("greedy", "random", "blind_greedy", "identify_greedy",
                                 "identify_greedy_detect", "pearl_online", "pearl_online_detect",
-                                "pearl_continual", "sac_dt", "sac_retrain", "sac_finetune")
+                                "pearl_online_twin_detect", "pearl_continual", "sac_dt",
+                                "sac_retrain", "sac_finetune")
 SEEDLESS = ("greedy", "blind_greedy", "identify_greedy", "identify_greedy_detect")
-DETECTING = ("identify_greedy_detect", "pearl_online_detect")
+DETECTING = ("identify_greedy_detect", "pearl_online_detect", "pearl_online_twin_detect")
 """Controllers on the unannounced stream: they find the upgrades themselves
 (`detection.CusumDetector`)."""
 CUSUM = {"identify_greedy_detect": dict(k=1.0, h=8.0, min_sd=0.05, warmup=10),
-         "pearl_online_detect": dict(k=1.0, h=20.0, min_sd=0.1, warmup=5, track=True)}
+         "pearl_online_detect": dict(k=1.0, h=20.0, min_sd=0.1, warmup=5, track=True),
+         "pearl_online_twin_detect": dict(k=1.0, h=8.0, min_sd=0.05, warmup=10)}
 """The detectors, chosen on validation scenario seed 100 (`docs/tuning/detection_cusum.csv`):
 the fewest false alarms, on the stream and on an upgrade-free one, whose stream gap stays within
 0.2 points of the announced controller's. The twin's residual is exact once identified: a
@@ -60,7 +62,10 @@ upgrades missed, no false alarm). The critic's residual errs by ~10 % and drifts
 posterior keeps sharpening: frozen references raise 22-70 false alarms per 1,000 slots, so its
 reference is the running mean of all its unflagged residuals (k 1, h 20, floor 0.1: 0-1.3 false
 alarms, median delay ~23 slots, about half the upgrades missed - its accumulating posterior
-follows the rest; an exponentially weighted reference missed 98 % and lost 3-5 points)."""
+follows the rest; an exponentially weighted reference missed 98 % and lost 3-5 points). PEARL
+online with the twin's residual (`PEARLOnline(residual="twin")`: its probes are the identifying
+greedy's, so its twin is identified as fast) takes the identifying greedy's detector as it is,
+confirmed on validation scenario seed 100 (`docs/tuning/detection_twin_pearl.csv`)."""
 STATIC_SLOTS = 1000
 """Slots of the upgrade-free stream on which a detector's false alarms are also counted."""
 """Deterministic controllers: one trace per scenario, the same for every seed."""
@@ -136,9 +141,11 @@ def _make_controller(name: str, seed: int, profile: str, task_seed: int, results
         run = RunSpec(method, seed, profile, task_seed).run_dir(results_root)
         return load_agent(run)
 
-    if name in ("pearl_online", "pearl_online_detect"):
+    if name in ("pearl_online", "pearl_online_detect", "pearl_online_twin_detect"):
         return PEARLOnline(trained("pearl"), PEARL_CONTEXT, probe=PEARL_PROBE,
-                           accumulate=PEARL_ACCUMULATE, seed=seed, detector=detector, name=name)
+                           accumulate=PEARL_ACCUMULATE, seed=seed, detector=detector,
+                           residual="twin" if name == "pearl_online_twin_detect" else "critic",
+                           name=name)
     if name == "pearl_continual":
         return _continual(trained("pearl"), seed, profile, task_seed, env_config, name)
     if name == "sac_dt":

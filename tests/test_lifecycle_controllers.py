@@ -98,3 +98,39 @@ def test_the_twin_pool_grows_after_an_upgrade_and_the_meta_policy_trains_on_it()
     err = ctrl.twin_errors[0]
     assert err["log_rho_error_identified"] < 1e-9 and err["identified_share"] > 0
     assert any(not torch.equal(before[k], v) for k, v in agent.state_dict().items())
+
+
+def test_pearl_online_finds_unannounced_upgrades_on_its_twin() -> None:
+    """With ``residual="twin"`` PEARL online keeps a twin identified from its live telemetry
+    (its probes are the identifying greedy's): before the first upgrade its residuals are near
+    exact, so hardly anybody is flagged; after it, the flags are upgraded users, most of them
+    within a few slots, and a flagged user restarts its context."""
+    from ecmeta_lib.detection import CusumDetector
+
+    env = EdgeCloudLifecycleEnv(scenario_seed=0, profile="smoke", announce=False)
+    u = env.system.n_users
+    ctrl = PEARLOnline(_pearl(env), n_context=9, probe="round_robin", accumulate=True,
+                       detector=CusumDetector(u, k=1.0, h=8.0, min_sd=0.05, warmup=10),
+                       residual="twin")
+    first = env.scenario.events[0]
+    obs, _ = env.reset()
+    ctrl.reset(env)
+    for t in range(first.slot + 15):
+        action = ctrl.act(obs)
+        nxt, reward, _, _, info = env.step(action)
+        ctrl.observe(obs, action, reward, nxt, info)
+        flagged = [w for s, w in ctrl.detections if s == t]
+        assert ctrl.in_context[flagged].all()  # a flag restarts the user's context
+        obs = nxt
+    slots = np.array([s for s, _ in ctrl.detections])
+    users = np.array([w for _, w in ctrl.detections])
+    assert (slots < first.slot).sum() <= 2  # of 80 users x 53 slots (smoke stream 0)
+    after = users[slots >= first.slot]
+    assert first.upgraded[after].all()  # only upgraded users are flagged after the event
+    assert np.unique(after).size >= first.upgraded.sum() / 2  # most of them within 15 slots
+    with_critic = PEARLOnline(_pearl(env), residual="critic")
+    assert with_critic.identifier is None
+    import pytest
+
+    with pytest.raises(ValueError, match="residual must be one of"):
+        PEARLOnline(_pearl(env), residual="oracle")
