@@ -110,12 +110,28 @@ fig = lp.ratios_bar(summary, figures)
 # Providers do not always announce an upgrade. The `*_detect` controllers run on the same stream
 # with ``announce=False`` and find the upgrades themselves: a CUSUM per user
 # (`ecmeta_lib.detection`) on the log of the user's latency over what the controller's own model
-# predicts for the decision it executed - the identifying greedy's twin, PEARL's critic under
-# $z_u$. A flagged user's context restarts. Delay: slots from the upgrade to the flag (0 = after
-# its first slot); false alarms are also counted on an upgrade-free stream of the same users.
+# predicts for the decision it executed - the identifying greedy's twin; for PEARL either its
+# critic under $z_u$ (`pearl_online_detect`) or, like the identifying greedy, a twin that it
+# keeps identified from its own live telemetry (`pearl_online_twin_detect`: PEARL's probes are
+# the identifying greedy's, so its twin is as good). A flagged user's context restarts.
+# Delay: slots from the upgrade to the flag (0 = after its first slot); false alarms are also
+# counted on an upgrade-free stream of the same users.
 
 # %%
-display(lp.detection_table(table).round(2))
+det = lp.detection_table(table)
+display(det.round(2))
+
+# %%
+if len(det):
+    lines = []
+    for r in det.to_dict("records"):
+        un, an = r["stream gap % (unannounced)"], r["stream gap % (announced)"]
+        lines.append(f"- `{r['controller']}`: median delay {r['median delay (slots)']:.1f} "
+                     f"slots, missed {r['missed']}, {r['false alarms / 1,000 slots']:.2f} false "
+                     f"alarms per 1,000 slots ({r['... on an upgrade-free stream']:.2f} without "
+                     f"upgrades); stream gap {un:.2f} % against {an:.2f} % announced "
+                     f"({un - an:+.2f} points).")
+    display(Markdown("**What the table shows.**\n\n" + "\n".join(lines)))
 
 # %% [markdown]
 # ## A twin system that grows
