@@ -248,7 +248,8 @@ def _report(study, figures: str) -> None:  # noqa: ANN001 - a study.Study
     curves = analysis.load_curves(table)
     adapt = analysis.load_adaptation(table) if "pearl" in study.methods else None
     base = analysis.baselines(study)
-    plots.fig3(curves, base, figures, gradient_steps_per_iteration=study.profile.t_train)
+    plots.fig3(curves, analysis.curve_baselines(study), figures,
+               gradient_steps_per_iteration=study.profile.t_train)
     res = analysis.results_table(finals, base, figures)
     plots.final_latency(res, figures)
     if adapt is not None:
