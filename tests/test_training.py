@@ -192,3 +192,23 @@ def test_curve_iterations_add_points_and_change_nothing_else(tmp_path) -> None:
     assert dense.curve[dense.curve.iteration == 0].env_steps.eq(0).all()
     with pytest.raises(ValueError, match="curve_iterations must be integers in"):
         replace(TINY, curve_iterations=(0, 6))
+
+
+def test_identified_twins_are_what_meta_training_sees(tmp_path) -> None:
+    """``twin_telemetry_slots``: the trainer's DTs are the identified twins (validation too),
+    their errors land in twin_errors.csv; T1-T3 stay the true conditions."""
+    from ecmeta_lib.conditions import DT_NAMES, TEST_NAMES, make_task_set
+    from ecmeta_lib.policies import identified_twins
+    from ecmeta_lib.training import Trainer
+
+    prof = replace(TINY, iterations=1, twin_telemetry_slots=1)
+    run = Trainer("pearl", prof, 0, tmp_path, 0, torch.device("cpu"))
+    truth = make_task_set(0, prof.env.system, prof.env.conditions)
+    want, errors = identified_twins(truth, prof.env, 1)
+    for n in DT_NAMES:
+        assert np.array_equal(run.task_set[n].flop_per_bit, want[n].flop_per_bit)
+    for n in TEST_NAMES:
+        assert np.array_equal(run.task_set[n].flop_per_bit, truth[n].flop_per_bit)
+    run.write_csvs()
+    assert pd.read_csv(tmp_path / "twin_errors.csv").twin.tolist() == list(DT_NAMES)
+    assert errors[0]["identified_share"] < 1.0  # one slot cannot show every model
