@@ -314,7 +314,8 @@ def lifecycle_table(profile: str, scenario_seeds: Sequence[int], seeds: Sequence
     """The metrics of every finished trace of `scenario_seeds` (`lifecycle.stream_metrics`), one
     row per controller, seed and scenario seed; the oracle's own decision time as the row
     ``oracle``. Merged into ``results/<profile>/lifecycle/lifecycle.csv`` (atomically; the rows
-    of other scenario seeds stay) unless ``write=False``."""
+    of other scenario seeds and of the controllers not asked for stay) unless
+    ``write=False``."""
     rows = []
     for s in scenario_seeds:
         folder = scenario_dir(profile, s, task_seed, results_root)
@@ -348,16 +349,20 @@ def lifecycle_table(profile: str, scenario_seeds: Sequence[int], seeds: Sequence
                              "grad_steps": int(trace["grad_steps"].iloc[0]),
                              "wall_s": float(trace["wall_s"].iloc[0])})
     table = pd.DataFrame(rows)
-    if write and len(table):  # the other streams' rows already in the file stay
+    if write and len(table):  # the rows of other streams and other controllers stay
         path = Path(results_root) / profile / "lifecycle" / "lifecycle.csv"
-        if path.exists():
-            old = pd.read_csv(path)
-            same = old.scenario_seed.isin(list(scenario_seeds)) & (old.task_seed == task_seed)
-            table_all = pd.concat([old[~same], table], ignore_index=True)
-        else:
-            table_all = table
+        table_all = merge_rows(pd.read_csv(path), table) if path.exists() else table
         write_csv(path, table_all.sort_values(["task_seed", "scenario_seed"], kind="stable"))
     return table
+
+
+def merge_rows(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    """`old` lifecycle rows with those of every (task seed, scenario seed, controller) in `new`
+    replaced by `new`'s: a command that ran some controllers keeps the others' rows."""
+    key = ["task_seed", "scenario_seed", "method"]
+    same = pd.MultiIndex.from_frame(old[key]).isin(
+        pd.MultiIndex.from_frame(new[key].drop_duplicates()))
+    return pd.concat([old[~same], new], ignore_index=True)
 
 
 def load_trace(profile: str, scenario_seed: int, controller: str, seed: int, *,

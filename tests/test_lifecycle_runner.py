@@ -63,3 +63,20 @@ def test_the_lifecycle_under_ray_gives_the_local_numbers(tmp_path) -> None:
     assert not ray.is_initialized()
     cols = ["method", "stream_gap_pct", "regret_s"]
     pd.testing.assert_frame_equal(local[cols], remote[cols])
+
+
+def test_a_run_of_some_controllers_keeps_the_others_rows() -> None:
+    """lifecycle.csv after a command that ran one controller: that controller's rows of that
+    stream are replaced, every other row stays (a subset once dropped the rest)."""
+    import pandas as pd
+
+    from ecmeta_lib.lifecycle_runner import merge_rows
+
+    old = pd.DataFrame({"task_seed": 0, "scenario_seed": [0, 0, 0, 1],
+                        "method": ["greedy", "pearl_online", "pearl_online", "greedy"],
+                        "seed": [-1, 0, 1, -1], "stream_gap_pct": [1.0, 2.0, 3.0, 4.0]})
+    new = pd.DataFrame({"task_seed": 0, "scenario_seed": [0], "method": ["pearl_online"],
+                        "seed": [0], "stream_gap_pct": [9.0]})
+    out = merge_rows(old, new)
+    assert sorted(zip(out.scenario_seed, out.method, out.stream_gap_pct, strict=True)) == [
+        (0, "greedy", 1.0), (0, "pearl_online", 9.0), (1, "greedy", 4.0)]
