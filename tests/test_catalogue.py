@@ -142,11 +142,17 @@ def test_uniform_default_unchanged():
 
 
 def test_run_key_unchanged_by_the_default_source():
-    """The run key of quick/pearl/seed 0 as it was before the field existed."""
+    """The run key of quick/pearl/seed 0 as it was before the field existed (with the quick
+    profile's later choices, the adaptation probe and the extra curve points, taken back: every
+    field added since is silent at its default)."""
     from ecmeta_lib.cache import run_key
     from ecmeta_lib.profiles import PROFILES
 
-    assert run_key("pearl", PROFILES["quick"], 0, 0) == "860fcab247d54993"
+    before = dataclasses.replace(
+        PROFILES["quick"], curve_iterations=(),
+        agent=PROFILES["quick"].agent.with_(adaptation_probe=None))
+    assert run_key("pearl", before, 0, 0) == "860fcab247d54993"
+    assert run_key("pearl", PROFILES["quick"], 0, 0) != "860fcab247d54993"
     cat_profile = dataclasses.replace(
         PROFILES["quick"], env=dataclasses.replace(PROFILES["quick"].env, conditions=CAT_CFG))
     assert run_key("pearl", cat_profile, 0, 0) != "860fcab247d54993"
