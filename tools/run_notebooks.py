@@ -203,11 +203,10 @@ OUTPUTS = ("figures/", "notebooks/executed/", "notebooks/_executed/")
 def source_changes() -> list[str] | None:
     """Tracked source files that differ from HEAD (the run's outputs left out), None without git.
     Read before the notebooks run, so the figures they write never count."""
-    status = _git("status", "--porcelain", "--untracked-files=no")
+    status = _git("diff", "--name-only", "HEAD")  # staged or not, one clean path a line
     if status == "unknown":
         return None
-    files = [line[3:] for line in status.splitlines() if line[3:]]
-    return [f for f in files if not f.startswith(OUTPUTS)]
+    return [f for f in status.splitlines() if f and not f.startswith(OUTPUTS)]
 
 
 def figure_mtimes(figures: Path) -> dict[str, float]:
