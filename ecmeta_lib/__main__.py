@@ -76,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
                        ("status", "list the grid's runs and whether they finished")):
         s = sub.add_parser(name, help=text)
         s.add_argument("--profile", default="quick", type=_profile,
-                       help="smoke | quick | paper | catalogue")
+                       help="smoke | quick | paper | paper_8k | catalogue")
         s.add_argument("--seeds", type=_seed, nargs="+", default=[0, 1, 2])
         s.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
         s.add_argument("--results", default="results", help="root directory of the runs")
@@ -100,7 +100,7 @@ def _parser() -> argparse.ArgumentParser:
             s.add_argument("--figures", default="figures", help="output directory")
     t = sub.add_parser("tune", help="choose settings on validation task seeds (>= 100) only")
     t.add_argument("--profile", default="quick", type=_profile,
-                   help="base profile: smoke | quick | paper | catalogue")
+                   help="base profile: smoke | quick | paper | paper_8k | catalogue")
     t.add_argument("--methods", nargs="+", default=["sac_aisf_1"], choices=list(METHODS))
     t.add_argument("--seeds", type=_seed, nargs="+", default=[0, 1])
     t.add_argument("--task-seeds", type=_seed, nargs="+", default=[100],
@@ -113,7 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     a = sub.add_parser("ablate", help="the default and every design choice of ours switched "
                                       "off, one at a time (ecmeta_lib.ablations)")
     a.add_argument("--profile", default="quick", type=_profile,
-                   help="base profile: smoke | quick | paper | catalogue")
+                   help="base profile: smoke | quick | paper | paper_8k | catalogue")
     a.add_argument("--ablations", nargs="+", default=["all"],
                    help="'all' or ablation names (--list shows them)")
     a.add_argument("--methods", nargs="+", default=["pearl", "sac_aisf_1"],

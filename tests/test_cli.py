@@ -32,7 +32,7 @@ def _usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
 def test_unknown_profile_lists_the_profiles(command: str, tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     line = _usage_error([command, "--profile", "nope", "--results", str(tmp_path / "r")], capsys)
-    assert "'nope'" in line and "paper, quick, smoke" in line
+    assert "'nope'" in line and "paper, paper_8k, quick, smoke" in line
     assert not (tmp_path / "r").exists()  # nothing started
 
 
@@ -133,4 +133,4 @@ def test_the_real_command_line_prints_no_traceback(tmp_path: Path) -> None:
                           timeout=120)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
-    assert "choose one of catalogue, paper, quick, smoke" in proc.stderr
+    assert "choose one of catalogue, paper, paper_8k, quick, smoke" in proc.stderr

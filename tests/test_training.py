@@ -25,7 +25,11 @@ TINY = replace(PROFILES["smoke"], name="tiny", env=TINY_ENV, iterations=5, check
 
 
 def test_profiles_exist_and_paper_matches_table_1() -> None:
-    assert set(PROFILES) == {"smoke", "quick", "paper", "catalogue"}
+    assert set(PROFILES) == {"smoke", "quick", "paper", "paper_8k", "catalogue"}
+    p8 = get_profile("paper_8k")
+    assert p8.iterations * p8.t_train == 8_000 == get_profile("quick").iterations * get_profile(
+        "quick").t_train
+    assert p8.agent == get_profile("paper").agent
     p = get_profile("paper")
     a = p.agent.flat()
     assert (a["lr"], a["hidden"], a["n_layers"], a["kl_weight"], a["arch"]) == (
