@@ -61,6 +61,7 @@ from .policies import (
     context_action,
     dt_mean_condition,
     greedy_action,
+    twin_latency,
 )
 from .slot import option_table
 from .system import sample_user_state
@@ -468,11 +469,7 @@ class LiveIdentifyGreedy(BlindGreedyPolicy):
         if self.identifier is None or self._state is None:
             raise RuntimeError(f"{type(self).__name__}: observe() before act()")
         if self.detector is not None:  # unannounced: a flagged user's slot is already new
-            from .detection import executed_latency
-
-            twin = option_table(self.env.system, self.twin, self._state)
-            pred = executed_latency(twin, np.stack([info["ds"], info["placement"],
-                                                    info["model"]], axis=-1))
+            pred = twin_latency(self.env.system, self.twin, self._state, info)
             users = self.detector.update(np.log(info["latency"]) - np.log(pred),
                                          valid=~self.in_context)
             self.detections += [(int(info["slot"]), int(u)) for u in np.flatnonzero(users)]

@@ -35,10 +35,8 @@ import torch
 
 from .agents import ActionSpec, ContextBuffer, DiscreteSACAgent, ReplayBuffer
 from .agents.config import SACConfig
-from .detection import executed_latency
-from .policies import TwinIdentifier, context_action, dt_mean_condition
+from .policies import TwinIdentifier, context_action, dt_mean_condition, twin_latency
 from .rollout import decisions_of
-from .slot import option_table
 
 RESIDUALS = ("critic", "twin")
 """What PEARL online's change detector compares each latency with (`PEARLOnline`)."""
@@ -122,10 +120,8 @@ class PEARLOnline:
                    info: dict[str, Any]) -> np.ndarray:
         """(U,) latency (s) the residual's model predicts for this slot."""
         if self.residual == "twin":
-            twin = option_table(self.env.system, self.identifier.estimate().condition,
-                                self._state)
-            return executed_latency(twin, np.stack([info["ds"], info["placement"],
-                                                    info["model"]], axis=-1))
+            return twin_latency(self.env.system, self.identifier.estimate().condition,
+                                self._state, info)
         with torch.no_grad():
             return self.agent.predicted_latency(
                 self.agent._t(obs).reshape(1, -1),

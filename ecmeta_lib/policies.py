@@ -37,7 +37,8 @@ from typing import Any
 import numpy as np
 
 from .conditions import Condition, TaskSet
-from .env import EdgeCloudEnv
+from .detection import executed_latency
+from .env import EdgeCloudEnv, decisions_of
 from .slot import OptionTable, option_table, outcome_of
 from .system import System, UserState
 
@@ -421,6 +422,13 @@ class IdentifyGreedyPolicy(BlindGreedyPolicy):
 
     def __repr__(self) -> str:
         return f"IdentifyGreedyPolicy(n_context={self.n_context}, context_seed={self.context_seed})"
+
+
+def twin_latency(system: System, twin: Condition, state: UserState,
+                 info: dict[str, Any]) -> np.ndarray:
+    """(U,) latency (s) that `twin` predicts for the decisions the slot executed (its ``info``)
+    on the user `state` it met: what the change detectors compare each latency with."""
+    return executed_latency(option_table(system, twin, state), decisions_of(info))
 
 
 def identify_condition(condition: Condition | str, task_set: TaskSet, config: Any,

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from .agents.buffers import ContextBuffer
+from .env import decisions_of
 from .policies import context_action
 
 N_HEADS = 3
@@ -24,11 +25,6 @@ class TransitionSink(Protocol):
 
     def add(self, obs: np.ndarray, action: np.ndarray, reward: float, next_obs: np.ndarray,
             latency: np.ndarray, decision: np.ndarray) -> None: ...
-
-
-def decisions_of(info: dict[str, Any]) -> np.ndarray:
-    """The executed (post-repair) decisions of a slot, (U, 3): DS, placement, model."""
-    return np.stack([info["ds"], info["placement"], info["model"]], axis=-1)
 
 
 def rollout(env: Any, n_slots: int, act: Callable[[np.ndarray], np.ndarray], *,
