@@ -48,6 +48,7 @@ from IPython.display import Markdown, display
 
 from ecmeta_lib import ablations as ablation_registry
 from ecmeta_lib import analysis, plots, runner
+from ecmeta_lib.policies import identified_twins
 from ecmeta_lib.profiles import get_profile
 from ecmeta_lib.stats import paired_test
 from ecmeta_lib.study import Study
@@ -68,8 +69,6 @@ slots = ablation_registry.variant(prof, "identified_twins").twin_telemetry_slots
 
 # %%
 study = Study.of(profile, task_seed=task_seed, results_root=results)
-from ecmeta_lib.policies import identified_twins  # noqa: E402
-
 errors = pd.concat([pd.DataFrame(identified_twins(study.task_set, prof.env, n)[1])
                     for n in (1, 2, 3, 5, 20)])
 display(errors.groupby("telemetry_slots")[["log_rho_error_all", "identified_share",
