@@ -1,4 +1,4 @@
-"""Command line: ``python -m ecmeta_lib {run,report,status,tune,ablate,lifecycle}``.
+"""Command line: ``python -m ecmeta_lib {run,report,status,tune,ablate,lifecycle,compare}``.
 
     python -m ecmeta_lib run --profile quick --seeds 0 1 2 --workers 2
     python -m ecmeta_lib run --profile paper --executor ray --address auto --device cuda
@@ -9,6 +9,7 @@
     python -m ecmeta_lib tune --methods sac_aisf_1 --task-seeds 100 101 \
         --set agent.lr=1e-3,3e-3 --out docs/tuning/example.csv
     python -m ecmeta_lib lifecycle --profile quick --scenario-seed 0 --seeds 0 1 2 --workers 2
+    python -m ecmeta_lib compare --profile paper_8k --against quick --figures figures/paper_8k
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ def _int_at_least(minimum: int, what: str, examples: str):
 
 _seed = _int_at_least(0, "a seed: seeds are non-negative integers", "0, 1, 2, ...")
 _workers = _int_at_least(1, "a number of workers: a positive integer", "1, 2, ...")
+_slots = _int_at_least(1, "a number of slots: a positive integer", "1, 2, ...")
 
 
 def _address(text: str) -> str:
@@ -152,7 +154,39 @@ def _parser() -> argparse.ArgumentParser:
     lc.add_argument("--executor", choices=("local", "ray"), default="local")
     lc.add_argument("--address", default=None, type=_address)
     lc.add_argument("--no-progress", action="store_true")
+    c = sub.add_parser("compare", help="two profiles' trained agents on the same final slots, "
+                                       "paired by seed (ecmeta_lib.profile_comparison)")
+    c.add_argument("--profile", default="paper_8k", type=_profile,
+                   help="the profile compared (default paper_8k: Table I at 8,000 updates)")
+    c.add_argument("--against", default="quick", type=_profile,
+                   help="the profile it is compared against (default quick)")
+    c.add_argument("--methods", nargs="+", default=["pearl", "sac_aisf_1"],
+                   choices=list(METHODS))
+    c.add_argument("--seeds", type=_seed, nargs="+", default=[0, 1, 2])
+    c.add_argument("--task-seed", type=_seed, default=0)
+    c.add_argument("--slots", type=_slots, default=None,
+                   help="final slots scored (default: the smaller profile's final_slots)")
+    c.add_argument("--results", default="results", help="root directory of the runs")
+    c.add_argument("--figures", default=None,
+                   help="also write profile_comparison{.md,.csv,_scores.csv} here")
     return p
+
+
+def _compare(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from .profile_comparison import compare_profiles, comparison_markdown
+    from .study import ResultsError
+
+    if args.profile == args.against:
+        parser.error(f"--profile and --against are both {args.profile!r}; name two profiles")
+    try:
+        scores, comp = compare_profiles(args.profile, args.against, args.methods, args.seeds,
+                                        task_seed=args.task_seed, results_root=args.results,
+                                        n_slots=args.slots, out_dir=args.figures)
+    except (ValueError, ResultsError, FileNotFoundError) as exc:
+        parser.error(str(exc))
+    print(comparison_markdown(comp, args.profile, args.against, int(scores.n_slots.iloc[0]),
+                              scores))
+    return 0
 
 
 def _lifecycle(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
@@ -267,6 +301,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _ablate(parser, args)
     if args.command == "lifecycle":
         return _lifecycle(parser, args)
+    if args.command == "compare":
+        return _compare(parser, args)
     if args.command == "tune":
         from .tuning import tune
 

@@ -31,7 +31,7 @@ FLOORS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("training", ("profiles", "profile_table", "agent_policies", "checkpoints", "training",
                   "tuning")),
     ("experiments", ("study", "ablations", "claims", "analysis", "decisions", "runner",
-                     "lifecycle_runner")),
+                     "lifecycle_runner", "profile_comparison")),
     ("figures and command line", ("plots", "lifecycle_plots", "__main__")),
 )
 """(floor, modules) from the bottom of the data flow to the top. ``__init__`` is the package
