@@ -172,6 +172,31 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _mtimes(folder: Path) -> dict[str, int]:
+    return ({f.name: f.stat().st_mtime_ns for f in folder.iterdir() if f.is_file()}
+            if folder.is_dir() else {})
+
+
+def _with_provenance(command: str, argv: Sequence[str], figures: str | None, work):  # noqa: ANN001
+    """Run `work()` (a command's body, returning its exit status); when it wrote files into
+    `figures`, record their provenance there (`provenance.write_command_provenance`)."""
+    import time
+
+    from .provenance import source_changes, write_command_provenance
+
+    if figures is None:
+        return work()
+    folder = Path(figures)
+    changed, before, start = source_changes(), _mtimes(folder), time.perf_counter()
+    status = work()
+    written = [n for n, t in _mtimes(folder).items()
+               if before.get(n) != t and not n.startswith("PROVENANCE")]
+    if status == 0 and written:
+        write_command_provenance(folder, command, argv, written, time.perf_counter() - start,
+                                 changed)
+    return status
+
+
 def _compare(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from .profile_comparison import compare_profiles, comparison_markdown
     from .study import ResultsError
@@ -272,7 +297,7 @@ def _ablate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     return 0
 
 
-def _report(study, figures: str) -> None:  # noqa: ANN001 - a study.Study
+def _report(study, figures: str) -> int:  # noqa: ANN001 - a study.Study
     """Fig. 3, the results table and figure, the adaptation plot and the claims of `study`:
     every results file is read (and checked) before anything is computed or drawn."""
     from . import analysis, claims, plots, runner
@@ -292,17 +317,19 @@ def _report(study, figures: str) -> None:  # noqa: ANN001 - a study.Study
     claims.save_claims(claims.claim_tests(curves, finals, adapt, study.profile.eval_context),
                        figures)
     print(analysis.table_markdown(res))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     if args.command == "ablate":
-        return _ablate(parser, args)
+        return _with_provenance("ablate", argv, args.figures, lambda: _ablate(parser, args))
     if args.command == "lifecycle":
         return _lifecycle(parser, args)
     if args.command == "compare":
-        return _compare(parser, args)
+        return _with_provenance("compare", argv, args.figures, lambda: _compare(parser, args))
     if args.command == "tune":
         from .tuning import tune
 
@@ -339,7 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "status":
             print(runner.run_status(study).to_string(index=False))
         else:
-            _report(study, args.figures)
+            _with_provenance("report", argv, args.figures, lambda: _report(study, args.figures))
     except (ResultsError, FileNotFoundError) as exc:
         parser.error(str(exc))
     return 0

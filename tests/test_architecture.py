@@ -21,7 +21,7 @@ PACKAGE = ROOT / "ecmeta_lib"
 
 FLOORS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("foundations", ("config", "physics", "paths", "cache", "stats", "executors", "knapsack",
-                     "detection")),
+                     "detection", "provenance")),
     ("conditions and state", ("system", "aisf", "catalogue", "conditions")),
     ("slot", ("slot", "oracle")),
     ("env", ("env", "policies", "rollout", "agents.buffers", "agents.config")),

@@ -105,6 +105,14 @@ def test_cli_compare_errors_are_one_line(two_profiles, capsys: pytest.CaptureFix
         assert exc.value.code == 2
         out, err = capsys.readouterr()
         assert out == "" and len(err.strip().splitlines()) == 1 and words in err
-    assert main(["compare", "--profile", "smoke_twin", "--against", "smoke", "--seeds", "0",
-                 "--results", str(root)]) == 0
+    out_dir = root / "figs"
+    argv = ["compare", "--profile", "smoke_twin", "--against", "smoke", "--seeds", "0",
+            "--results", str(root), "--figures", str(out_dir)]
+    assert main(argv) == 0
     assert "| SAC_AiSF_1 | T1 (own) |" in capsys.readouterr().out
+    record = (out_dir / "PROVENANCE_compare.md").read_text()
+    assert f"`python -m ecmeta_lib {' '.join(argv)}`" in record
+    for name in ("profile_comparison.md", "profile_comparison.csv",
+                 "profile_comparison_scores.csv"):
+        assert f"* `{name}`" in record
+    assert "| commit | `" in record and "| wall time |" in record

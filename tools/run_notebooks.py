@@ -25,12 +25,10 @@ import json
 import os
 import platform
 import re
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +36,8 @@ import jupytext
 import nbformat
 import papermill
 from ipykernel.kernelspec import install as install_kernelspec
+
+from ecmeta_lib.provenance import commit_line, machine_line, source_changes, utc_now
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
@@ -178,37 +178,6 @@ class _Mirror:
         os.environ.pop(PROGRESS_ENV, None)
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _git(*args: str) -> str:
-    try:
-        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-OUTPUTS = ("figures/", "notebooks/executed/", "notebooks/_executed/")
-"""What a run of the notebooks itself writes: its own changes do not make the source dirty."""
-
-
-def source_changes() -> list[str] | None:
-    """Tracked source files that differ from HEAD (the run's outputs left out), None without git.
-    Read before the notebooks run, so the figures they write never count."""
-    status = _git("diff", "--name-only", "HEAD")  # staged or not, one clean path a line
-    if status == "unknown":
-        return None
-    return [f for f in status.splitlines() if f and not f.startswith(OUTPUTS)]
-
-
 def figure_mtimes(figures: Path) -> dict[str, float]:
     return {p.name: p.stat().st_mtime for p in figures.glob("*") if p.is_file()}
 
@@ -220,21 +189,14 @@ def write_provenance(path: Path, profile: str, seconds: dict[str, float],
     notebooks, and which notebook wrote each figure in how many seconds."""
     import torch
 
-    if changed is None:
-        state = "(git unavailable: clean or not unknown)"
-    elif changed:
-        state = f"(with uncommitted changes to {', '.join(f'`{f}`' for f in changed)})"
-    else:
-        state = "(clean: the source is this commit exactly)"
     lines = [
         "# Provenance of the committed figures and executed notebooks", "",
         f"Written by `make reproduce`: `{command}`.", "",
         "| | |", "|---|---|",
-        f"| date (UTC) | {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M')} |",
-        f"| commit | `{_git('rev-parse', 'HEAD')}` {state} |",
+        f"| date (UTC) | {utc_now()} |",
+        f"| commit | {commit_line(changed, REPO_ROOT)} |",
         f"| profile | {profile} |",
-        f"| machine | {_cpu_model()}, {os.cpu_count()} logical CPUs, {platform.system()} "
-        f"{platform.release()} |",
+        f"| machine | {machine_line()} |",
         f"| python / torch | {platform.python_version()} / {torch.__version__} |",
         "", "Wall time per notebook in this run. A notebook trains or computes only what is not in",
         "`results/` yet (the training grid runs in 03, the ablations in 06 read `make ablations`'",
@@ -285,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     # (the Makefile exports MPLBACKEND=Agg for the tests).
     os.environ.pop("MPLBACKEND", None)
     seconds: dict[str, float] = {}
-    changed, written = source_changes(), {}
+    changed, written = source_changes(REPO_ROOT), {}
     with tempfile.TemporaryDirectory() as tmp, _Mirror(Path(tmp) / "progress.txt"):
         for i, path in enumerate(selected, 1):
             print(f"[run_notebooks] ({i}/{len(selected)}) {path.name} "
