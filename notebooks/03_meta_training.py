@@ -58,7 +58,9 @@ import torch
 from IPython.display import Markdown, display
 
 from ecmeta_lib import analysis, plots, profile_table, runner
+from ecmeta_lib.profile_comparison import compare_profiles, comparison_markdown
 from ecmeta_lib.profiles import METHODS, get_profile, target_entropy
+from ecmeta_lib.study import ResultsError
 
 results, figures = runner.notebook_paths(results_dir, figures_dir)
 torch.set_num_threads(1)  # small networks: more threads only contend for the cores
@@ -80,6 +82,23 @@ display(Markdown(profile_table.markdown(profile_table.profile_differences("paper
 
 # %%
 display(Markdown(profile_table.markdown(profile_table.shared_choices("paper", "quick"))))
+
+# %% [markdown]
+# ### Table I as a whole, at the quick budget
+# Notebook 06 switches each of the quick profile's choices off alone. All of them at once: the
+# `paper_8k` profile is Table I trained for the quick profile's 8,000 gradient steps (`make
+# paper-8k`: PEARL and SAC_AiSF_1, three seeds, about two hours on 2 cores; not part of `make
+# reproduce`). `compare` scores both profiles' kept agents on the same final slots and pairs
+# them by training seed. Without those runs in `results/`, the cell says what trains them.
+
+# %%
+try:
+    p8_scores, p8 = compare_profiles("paper_8k", "quick", ["pearl", "sac_aisf_1"], seeds,
+                                     results_root=results)
+    display(Markdown(comparison_markdown(p8, "paper_8k", "quick",
+                                         int(p8_scores.n_slots.iloc[0]), p8_scores)))
+except ResultsError as exc:
+    print(f"not shown: {exc}")
 
 # %% [markdown]
 # The profile this notebook runs with:
