@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 
@@ -177,7 +177,8 @@ def _mtimes(folder: Path) -> dict[str, int]:
             if folder.is_dir() else {})
 
 
-def _with_provenance(command: str, argv: Sequence[str], figures: str | None, work):  # noqa: ANN001
+def _with_provenance(command: str, argv: Sequence[str], figures: str | None,
+                     work: Callable[[], int]) -> int:
     """Run `work()` (a command's body, returning its exit status); when it wrote files into
     `figures`, record their provenance there (`provenance.write_command_provenance`)."""
     import time
