@@ -48,7 +48,8 @@ def require_finished(study: Study, table: pd.DataFrame, n_slots: int) -> None:
     if len(missing):
         runs = ", ".join(f"{r.method}-s{r.seed}" for r in missing.itertuples())
         raise ResultsError(
-            f"profile {prof.name!r} (task seed {study.task_seed}) has unfinished runs: {runs}; "
+            f"profile {prof.name!r} (task seed {study.task_seed}) has runs not finished (or "
+            f"not started): {runs}; "
             f"train them with: python -m ecmeta_lib run --profile {prof.name} --methods "
             f"{' '.join(sorted(set(missing.method)))} --seeds "
             f"{' '.join(str(s) for s in sorted(set(missing.seed)))} --task-seed "

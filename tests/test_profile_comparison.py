@@ -87,7 +87,7 @@ def test_different_slot_counts_are_refused() -> None:
 
 def test_an_unfinished_run_is_named_with_the_command_that_trains_it(two_profiles) -> None:
     root, _ = two_profiles
-    with pytest.raises(ResultsError, match=r"unfinished runs: sac_aisf_1-s1.*--seeds 1"):
+    with pytest.raises(ResultsError, match=r"not started\): sac_aisf_1-s1.*--seeds 1"):
         pc.compare_profiles("smoke_twin", "smoke", ["sac_aisf_1"], [0, 1], results_root=root)
     study = Study.of("smoke", METHODS, [0], results_root=root)
     with pytest.raises(ResultsError, match="n_slots must be in 1..4"):
