@@ -172,25 +172,20 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _mtimes(folder: Path) -> dict[str, int]:
-    return ({f.name: f.stat().st_mtime_ns for f in folder.iterdir() if f.is_file()}
-            if folder.is_dir() else {})
-
-
 def _with_provenance(command: str, argv: Sequence[str], figures: str | None,
                      work: Callable[[], int]) -> int:
     """Run `work()` (a command's body, returning its exit status); when it wrote files into
     `figures`, record their provenance there (`provenance.write_command_provenance`)."""
     import time
 
-    from .provenance import source_changes, write_command_provenance
+    from .provenance import file_mtimes, source_changes, write_command_provenance
 
     if figures is None:
         return work()
     folder = Path(figures)
-    changed, before, start = source_changes(), _mtimes(folder), time.perf_counter()
+    changed, before, start = source_changes(), file_mtimes(folder), time.perf_counter()
     status = work()
-    written = [n for n, t in _mtimes(folder).items()
+    written = [n for n, t in file_mtimes(folder).items()
                if before.get(n) != t and not n.startswith("PROVENANCE")]
     if status == 0 and written:
         write_command_provenance(folder, command, argv, written, time.perf_counter() - start,

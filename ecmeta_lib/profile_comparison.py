@@ -22,19 +22,13 @@ import pandas as pd
 
 from .conditions import TEST_NAMES
 from .evaluation import FINAL_SEED, evaluate
+from .profiles import training_conditions
 from .stats import mean_ci, paired_test
 from .study import ResultsError, Study
 
 COLUMNS = ("profile", "method", "seed", "condition", "n_context", "n_slots", "mean_latency_s",
            "oracle_latency_s", "gap_to_oracle_pct", "best_iteration")
 """Columns of `rescore`'s frame: one row per (run, condition, context size)."""
-
-
-def _own_condition(method: str) -> str | None:
-    """SAC_AiSF_i's own test condition Ti (where it was trained); None for other methods."""
-    if method.startswith("sac_aisf_"):
-        return f"T{method.rsplit('_', 1)[1]}"
-    return None
 
 
 def require_finished(study: Study, table: pd.DataFrame, n_slots: int) -> None:
@@ -108,7 +102,7 @@ def compare(scores: pd.DataFrame, a: str, b: str, alternative: str = "greater") 
         mb, lb, hb = mean_ci(g[b].dropna())
         test = paired_test((both[a] - both[b]).to_numpy(), alternative=alternative)
         rows.append({"method": method, "n_context": int(n), "condition": cond,
-                     "own_condition": cond == _own_condition(method),
+                     "own_condition": cond in training_conditions(method),
                      f"gap_{a}_pct": ma, f"ci_low_{a}": la, f"ci_high_{a}": ha,
                      f"gap_{b}_pct": mb, f"ci_low_{b}": lb, f"ci_high_{b}": hb,
                      "n_pairs": test["n"], "diff_pct": test["mean"],

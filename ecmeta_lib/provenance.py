@@ -49,6 +49,14 @@ def commit_line(changed: list[str] | None, cwd: Path = SOURCE_ROOT) -> str:
     return f"`{git('rev-parse', 'HEAD', cwd=cwd)}` {state}"
 
 
+def file_mtimes(folder: Path | str) -> dict[str, int]:
+    """Modification time (ns) of each file directly in `folder` ({} if it does not exist): what
+    changed between two calls is what a run wrote there."""
+    path = Path(folder)
+    return ({f.name: f.stat().st_mtime_ns for f in path.iterdir() if f.is_file()}
+            if path.is_dir() else {})
+
+
 def cpu_model() -> str:
     """The CPU's model name (``/proc/cpuinfo``), or what `platform` knows."""
     try:

@@ -37,7 +37,7 @@ import nbformat
 import papermill
 from ipykernel.kernelspec import install as install_kernelspec
 
-from ecmeta_lib.provenance import commit_line, machine_line, source_changes, utc_now
+from ecmeta_lib.provenance import commit_line, file_mtimes, machine_line, source_changes, utc_now
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
@@ -178,10 +178,6 @@ class _Mirror:
         os.environ.pop(PROGRESS_ENV, None)
 
 
-def figure_mtimes(figures: Path) -> dict[str, float]:
-    return {p.name: p.stat().st_mtime for p in figures.glob("*") if p.is_file()}
-
-
 def write_provenance(path: Path, profile: str, seconds: dict[str, float],
                      changed: list[str] | None, written: dict[str, str],
                      command: str) -> None:
@@ -252,9 +248,9 @@ def main(argv: list[str] | None = None) -> int:
         for i, path in enumerate(selected, 1):
             print(f"[run_notebooks] ({i}/{len(selected)}) {path.name} "
                   f"(profile={args.profile}) ...", file=sys.stderr, flush=True)
-            before = figure_mtimes(figures)
+            before = file_mtimes(figures)
             seconds[path.stem] = run(path, out_dir, parameters, kernel, args.profile)
-            written.update({name: path.stem for name, t in figure_mtimes(figures).items()
+            written.update({name: path.stem for name, t in file_mtimes(figures).items()
                             if before.get(name) != t})
             print(f"[run_notebooks] {path.name} done in {seconds[path.stem]:.1f} s -> "
                   f"{out_dir / path.stem}.ipynb", file=sys.stderr, flush=True)
