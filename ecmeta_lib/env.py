@@ -63,11 +63,11 @@ def accuracy_req_moments(cfg: SystemConfig) -> tuple[int, float, float]:
     return (cfg.n_servers + 5, cfg.accuracy_req_mean / 100.0, cfg.accuracy_req_std / 100.0)
 
 
-
 def decisions_of(info: dict[str, Any]) -> np.ndarray:
     """The executed (post-repair) decisions of a slot's ``info``, (U, 3): DS, placement,
     model."""
     return np.stack([info["ds"], info["placement"], info["model"]], axis=-1)
+
 
 class EdgeCloudEnv(gym.Env):
     """Edge-cloud AI service management under one AI service function condition.
